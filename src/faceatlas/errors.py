@@ -1,0 +1,89 @@
+"""One exception type with stable error codes, shared by the library, CLI and REST server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FaceAtlasError(Exception):
+    """Base error: a stable machine-readable ``code`` plus a one-line human ``message``."""
+
+    code: str = "error"
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise as the ``error`` object used by ``--json`` output and REST bodies."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            out["details"] = {k: v for k, v in self.details.items() if _is_jsonable(v)}
+        return out
+
+
+class ImageError(FaceAtlasError):
+    """An input image could not be turned into pixels (missing, empty, corrupt, too large...)."""
+
+
+class ModelError(FaceAtlasError):
+    """A model could not be resolved, verified, transformed or loaded."""
+
+
+class NoFaceError(FaceAtlasError):
+    """An operation that needs a face found none."""
+
+    def __init__(self, message: str = "no face found in the image", **details: Any) -> None:
+        super().__init__("no_face", message, **details)
+
+
+class InvalidInputError(FaceAtlasError):
+    """An argument has the wrong type or value."""
+
+
+class NotFoundError(FaceAtlasError):
+    """A referenced object (collection, person, face, key) does not exist."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__("not_found", message, **details)
+
+
+def _is_jsonable(value: Any) -> bool:
+    """Tell whether a detail value is a plain JSON scalar or list of scalars."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(isinstance(v, (str, int, float, bool)) or v is None for v in value)
+    return False
+
+
+# Stable codes, listed once so documentation and tests can enumerate them.
+ERROR_CODES: dict[str, str] = {
+    "image_not_found": "the image path does not exist",
+    "image_empty": "the image file or buffer has no bytes",
+    "image_corrupt": "the image data is truncated or damaged",
+    "image_unsupported": "the data is not an image format we can decode",
+    "image_too_large": "the image has more pixels (or bytes) than the configured limit",
+    "image_invalid": "an in-memory image has an unusable shape or dtype",
+    "color_order_required": "a numpy image needs its colour order ('rgb' or 'bgr')",
+    "invalid_input": "an argument has the wrong type or value",
+    "no_face": "no face was found where one is required",
+    "face_index": "the requested face index does not exist in the image",
+    "model_unknown": "no model of that name is in the manifest",
+    "model_not_found": "the model file is in none of its sources",
+    "model_checksum": "a model file's sha256 does not match the manifest",
+    "model_offline": "the model must be downloaded but FACEATLAS_OFFLINE=1 forbids it",
+    "model_download": "downloading the model failed",
+    "model_invalid": "the model file cannot be loaded or transformed",
+    "model_task": "the model exists but is not of the task asked for",
+    "model_mismatch": "templates from different models cannot be compared",
+    "invalid_threshold": "a threshold is neither a number nor an operating point like far=1e-3",
+    "calibration_missing": "an operating point was asked for a model that has no calibration",
+    "not_found": "a referenced object does not exist",
+    "internal": "an unexpected failure (a bug): please report it",
+}

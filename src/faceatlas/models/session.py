@@ -1,0 +1,27 @@
+"""ONNX Runtime session factory: one place that sets threads, providers and logging."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import config
+from ..errors import ModelError
+
+
+def create_session(path: Path, threads: int | None = None) -> Any:
+    """Open an ONNX Runtime CPU session for a model file (thread-safe for concurrent ``run``)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or config.default_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    providers = [p for p in os.environ.get("FACEATLAS_PROVIDERS", "").split(",") if p] or ["CPUExecutionProvider"]
+    try:
+        return ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ModelError("model_invalid", f"cannot load model {path.name}: {exc}") from None

