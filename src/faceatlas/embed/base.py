@@ -1,0 +1,78 @@
+"""Shared behaviour of crop embedders: input checks, flip test-time augmentation, L2 normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidInputError
+from ..models import ModelSpec
+
+
+class CropEmbedder:
+    """Base class: subclasses implement ``_infer`` (raw vectors for a uint8 RGB crop batch)."""
+
+    spec: ModelSpec
+    model_id: str
+    model_sha256: str
+    dim: int
+    size: tuple[int, int]
+    flip: bool
+
+    def _setup(self, spec: ModelSpec, flip: bool) -> None:
+        """Set the attributes every embedder exposes from its manifest entry."""
+        assert spec.dim is not None and spec.input.size is not None
+        self.spec = spec
+        self.flip = flip
+        self.model_id = spec.name + ("+flip" if flip else "")
+        self.model_sha256 = spec.sha256
+        self.dim = spec.dim
+        self.size = spec.input.size
+
+    def embed_crops(self, crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Templates (N, dim), L2-normalised, for aligned RGB uint8 crops of the model's input size."""
+        batch = np.asarray(crops)
+        if batch.ndim == 3:
+            batch = batch[None]
+        if batch.ndim != 4 or batch.shape[1:3] != (self.size[1], self.size[0]) or batch.shape[3] != 3:
+            raise InvalidInputError(
+                "invalid_input", f"crops must be (N, {self.size[1]}, {self.size[0]}, 3) uint8, got {batch.shape}"
+            )
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        vectors = self._infer(batch)
+        if self.flip:
+            vectors = vectors + self._infer(np.ascontiguousarray(batch[:, :, ::-1]))
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def _infer(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Raw (unnormalised) network outputs for a batch of crops."""
+        raise NotImplementedError
+
+    def _normalised(self, batch: npt.NDArray[np.uint8], layout: str) -> npt.NDArray[np.float32]:
+        """Crops → float tensor in the model's colour order, normalisation and layout."""
+        spec = self.spec.input
+        x = batch[..., ::-1] if spec.color == "bgr" else batch
+        xf = x.astype(np.float32)
+        if spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0):
+            xf = ((xf - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)).astype(np.float32)
+        if layout == "nchw":
+            xf = xf.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(xf)
+
+
+def run_in_chunks(
+    x: npt.NDArray[np.float32], step: int, fixed: bool, fn: object
+) -> npt.NDArray[np.float32]:
+    """Call ``fn`` on slices of ``step`` rows (zero-padding the last one when the model's batch is fixed)."""
+    assert callable(fn)
+    outs = []
+    for i in range(0, len(x), step):
+        chunk = x[i : i + step]
+        n = len(chunk)
+        if fixed and n < step:
+            chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), np.float32)])
+        out = np.asarray(fn(np.ascontiguousarray(chunk)), np.float32)
+        outs.append(out.reshape(len(chunk), -1)[:n])
+    return np.concatenate(outs)

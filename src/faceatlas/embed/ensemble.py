@@ -1,0 +1,45 @@
+"""Ensemble embedders: several embedders on the same aligned crop, fused into one template.
+
+Each member's unit template is scaled by the square root of its weight and the parts are concatenated, so the
+cosine of two fused templates is the weight-averaged cosine of the members: score fusion that still behaves as a
+single template everywhere (verification, galleries, clustering).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InvalidInputError
+from ..models import ModelSpec
+from .base import CropEmbedder
+
+
+class EnsembleEmbedder(CropEmbedder):
+    """Weighted concatenation of member templates (members must share the crop size)."""
+
+    def __init__(self, spec: ModelSpec, members: list[tuple[CropEmbedder, float]]) -> None:
+        if not members:
+            raise InvalidInputError("invalid_input", "an ensemble needs at least one member")
+        sizes = {m.size for m, _ in members}
+        if len(sizes) != 1:
+            raise InvalidInputError("invalid_input", f"ensemble members need one crop size, got {sorted(sizes)}")
+        self.spec = spec
+        self.members = members
+        self.flip = False
+        self.model_id = spec.name
+        self.size = next(iter(sizes))
+        self.dim = sum(m.dim for m, _ in members)
+        parts = [f"{m.model_id}:{m.model_sha256}:{w:.6g}" for m, w in members]
+        self.model_sha256 = hashlib.sha256("|".join(parts).encode()).hexdigest()
+        total = sum(w for _, w in members)
+        self._scales = [float(np.sqrt(w / total)) for _, w in members]
+
+    def embed_crops(self, crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Fused unit templates: concatenated, weight-scaled member templates."""
+        parts = [m.embed_crops(crops) * s for (m, _), s in zip(self.members, self._scales, strict=True)]
+        fused = np.concatenate(parts, axis=1)
+        norms = np.linalg.norm(fused, axis=1, keepdims=True)
+        return (fused / np.maximum(norms, 1e-12)).astype(np.float32)

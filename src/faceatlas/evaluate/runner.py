@@ -1,0 +1,355 @@
+"""Run evaluation protocols end to end: embed images (with a resumable cache), score pairs, identify probes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..detect import select_face
+from ..errors import FaceAtlasError, InvalidInputError
+from ..models import PREPROCESSING_VERSION
+from .metrics import (
+    cmc,
+    dir_at_fpir,
+    eer,
+    kfold_accuracy,
+    rank_k,
+    roc_auc,
+    roc_curve,
+    tar_at_far,
+)
+from .protocols import IdentificationSplit, Pair
+
+log = logging.getLogger(__name__)
+
+FARS = (1e-1, 1e-2, 1e-3)
+FPIRS = (0.01, 0.1)
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, eq=False)
+class TemplateSet:
+    """Templates for a list of images (zero rows where no face was found), keyed by image path."""
+
+    keys: tuple[str, ...]
+    vectors: npt.NDArray[np.float32]
+    found: npt.NDArray[np.bool_]
+    n_faces: npt.NDArray[np.int32]
+    model_id: str
+    seconds: float
+    computed: int
+
+    def index(self) -> dict[str, int]:
+        """Row of each key."""
+        return {k: i for i, k in enumerate(self.keys)}
+
+
+def embed_images(
+    atlas: Any,
+    paths: Sequence[Path],
+    *,
+    keys: Sequence[str] | None = None,
+    select: str = "central",
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+    chunk: int = 32,
+) -> TemplateSet:
+    """One template per image (the face chosen by ``select``), reusing and extending an on-disk cache."""
+    keys = [str(p) for p in paths] if keys is None else list(keys)
+    stamps = [_stamp(p) for p in paths]
+    cache = _cache_path(atlas, select, cache_dir)
+    cached = _load_cache(cache)
+    dim = atlas.embedder.dim
+    vectors = np.zeros((len(paths), dim), np.float32)
+    found = np.zeros(len(paths), bool)
+    n_faces = np.zeros(len(paths), np.int32)
+    todo = []
+    for i, (k, st) in enumerate(zip(keys, stamps, strict=True)):
+        hit = cached.get(k)
+        if hit is not None and hit[0] == st and hit[1].shape == (dim,):
+            vectors[i], found[i], n_faces[i] = hit[1], hit[2], hit[3]
+        else:
+            todo.append(i)
+    start = time.perf_counter()
+    done = len(paths) - len(todo)
+    for n, s in enumerate(range(0, len(todo), chunk)):
+        rows = todo[s : s + chunk]
+        for i, face, count in _embed_chunk(atlas, [paths[i] for i in rows], select):
+            row = rows[i]
+            n_faces[row] = count
+            if face is not None:
+                vectors[row], found[row] = face, True
+        done += len(rows)
+        if progress:
+            progress(done, len(paths))
+        if cache is not None and (n % 16 == 15 or s + chunk >= len(todo)):
+            _save_cache(cache, cached, keys, stamps, vectors, found, n_faces, upto=set(todo[: s + chunk]))
+    seconds = time.perf_counter() - start
+    return TemplateSet(tuple(keys), vectors, found, n_faces, atlas.model_id, seconds, len(todo))
+
+
+def _embed_chunk(atlas: Any, paths: list[Path], select: str) -> list[tuple[int, Any, int]]:
+    """Embed the selected face of each image; unreadable images and faceless images give no template."""
+    from ..align import align_face
+
+    crops, owners, counts = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            img = atlas.load(path)
+            dets = atlas.detector.detect(img)
+        except FaceAtlasError as exc:
+            log.warning("%s: %s", path, exc)
+            counts.append(0)
+            continue
+        counts.append(len(dets))
+        if dets:
+            k = select_face(dets, img.width, img.height, select)  # type: ignore[arg-type]
+            crops.append(align_face(img.rgb, dets[k].landmarks, atlas.embedder.size[0]))
+            owners.append(i)
+    vecs = atlas.embedder.embed_crops(np.stack(crops)) if crops else np.zeros((0, atlas.embedder.dim), np.float32)
+    by_owner = dict(zip(owners, vecs, strict=True))
+    return [(i, by_owner.get(i), counts[i]) for i in range(len(paths))]
+
+
+def _stamp(path: Path) -> str:
+    """Size and modification time: when they change, a cached template is recomputed."""
+    try:
+        st = path.stat()
+        return f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return "missing"
+
+
+def _cache_path(atlas: Any, select: str, cache_dir: Path | None) -> Path | None:
+    """Cache file for this exact pipeline configuration."""
+    if cache_dir is None:
+        return None
+    emb = atlas.embedder
+    parts = [emb.model_id, emb.model_sha256, atlas.detector_name, f"{atlas.det_score:.3f}", select,
+             str(atlas.multiscale), PREPROCESSING_VERSION]
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return cache_dir / f"templates-{emb.model_id}-{digest}.npz"
+
+
+def _load_cache(path: Path | None) -> dict[str, tuple[str, Any, bool, int]]:
+    """Cached rows by key: (stamp, vector, found, n_faces)."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {
+                str(k): (str(s), v, bool(f), int(n))
+                for k, s, v, f, n in zip(z["keys"], z["stamps"], z["vectors"], z["found"], z["n_faces"], strict=True)
+            }
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("ignoring unreadable template cache %s: %s", path, exc)
+        return {}
+
+
+def _save_cache(
+    path: Path,
+    cached: dict[str, tuple[str, Any, bool, int]],
+    keys: list[str],
+    stamps: list[str],
+    vectors: npt.NDArray[np.float32],
+    found: npt.NDArray[np.bool_],
+    n_faces: npt.NDArray[np.int32],
+    upto: set[int],
+) -> None:
+    """Merge finished rows into the cache file atomically."""
+    for i in upto:
+        cached[keys[i]] = (stamps[i], vectors[i].copy(), bool(found[i]), int(n_faces[i]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    items = list(cached.items())
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(
+            tmp,
+            keys=np.array([k for k, _ in items]),
+            stamps=np.array([v[0] for _, v in items]),
+            vectors=np.stack([v[1] for _, v in items]).astype(np.float32),
+            found=np.array([v[2] for _, v in items]),
+            n_faces=np.array([v[3] for _, v in items], np.int32),
+        )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# -- verification ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class VerificationResult:
+    """Pair scores and every verification metric of one run."""
+
+    scores: npt.NDArray[np.float32]
+    labels: npt.NDArray[np.bool_]
+    folds: npt.NDArray[np.int64]
+    failed: npt.NDArray[np.bool_]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def pair_scores(ts: TemplateSet, pairs: Sequence[Pair]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Cosine score of each pair and whether either face was missing (such pairs count as errors)."""
+    idx = ts.index()
+    try:
+        a = np.array([idx[p.a] for p in pairs])
+        b = np.array([idx[p.b] for p in pairs])
+    except KeyError as exc:
+        raise InvalidInputError("invalid_input", f"pair image {exc} was not embedded") from None
+    scores = np.einsum("ij,ij->i", ts.vectors[a], ts.vectors[b]).astype(np.float32)
+    failed = ~(ts.found[a] & ts.found[b])
+    return scores, failed
+
+
+def evaluate_verification(ts: TemplateSet, pairs: Sequence[Pair], threshold: float | None = None) -> VerificationResult:
+    """k-fold accuracy (threshold from the other folds), ROC AUC, EER, TAR@FAR and the misclassified pairs."""
+    scores, failed = pair_scores(ts, pairs)
+    labels = np.array([p.same for p in pairs], bool)
+    folds = np.array([p.fold for p in pairs], np.int64)
+    # A pair whose face is missing is an error whatever the threshold: push its score to the wrong side.
+    forced = scores.copy()
+    forced[failed & labels] = -2.0
+    forced[failed & ~labels] = 2.0
+    summary: dict[str, Any] = {
+        "pairs": len(pairs),
+        "genuine": int(labels.sum()),
+        "impostor": int((~labels).sum()),
+        "failed_to_detect_pairs": int(failed.sum()),
+        "failed_to_detect_images": int((~ts.found).sum()),
+        "model_id": ts.model_id,
+    }
+    if len(np.unique(folds)) > 1:
+        kf = kfold_accuracy(forced, labels, folds)
+        summary.update(
+            accuracy_mean=kf.mean,
+            accuracy_std=kf.std,
+            fold_accuracies=[float(x) for x in kf.accuracies],
+            fold_thresholds=[float(x) for x in kf.thresholds],
+            threshold_mean=float(np.mean(kf.thresholds)),
+            misclassified=[_pair_dict(pairs[i], float(scores[i]), bool(failed[i])) for i in kf.misclassified],
+        )
+    if threshold is not None:
+        accept = forced >= threshold
+        summary["threshold"] = threshold
+        summary["accuracy_at_threshold"] = float((accept == labels).mean())
+        summary["fmr_at_threshold"] = float(accept[~labels].mean()) if (~labels).any() else None
+        summary["fnmr_at_threshold"] = float((~accept[labels]).mean()) if labels.any() else None
+    roc = roc_curve(forced, labels)
+    e = eer(forced, labels)
+    summary["roc_auc"] = roc_auc(roc)
+    summary["eer"] = e.eer
+    summary["eer_threshold"] = e.threshold
+    summary["tar_at_far"] = {}
+    for far in FARS:
+        t = tar_at_far(forced, labels, far)
+        summary["tar_at_far"][f"{far:g}"] = {
+            "tar": None if not t.resolvable else t.tar,
+            "threshold": None if not t.resolvable else t.threshold,
+            "far_achieved": None if not t.resolvable else t.far_achieved,
+            "resolvable": t.resolvable,
+            "note": "" if t.resolvable else f"below 1/{t.n_impostors} impostor pairs: the data cannot resolve it",
+        }
+    return VerificationResult(scores, labels, folds, failed, summary)
+
+
+def _pair_dict(p: Pair, score: float, failed: bool) -> dict[str, Any]:
+    """A misclassified pair for reports."""
+    return {"a": p.a, "b": p.b, "same": p.same, "fold": p.fold, "score": round(score, 4), "no_face": failed}
+
+
+# -- identification ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class IdentificationResult:
+    """CMC curve and open-set rates of one identification run."""
+
+    cmc: npt.NDArray[np.float64]
+    summary: dict[str, Any]
+
+
+def evaluate_identification(ts: TemplateSet, split: IdentificationSplit, max_rank: int = 20) -> IdentificationResult:
+    """Closed-set rank-k / CMC and open-set DIR at FPIR, with faceless images counted as failures."""
+    idx = ts.index()
+    g_rows = np.array([idx[p] for _, p in split.gallery])
+    probes = list(split.known_probes) + list(split.unknown_probes)
+    p_rows = np.array([idx[p] for _, p in probes])
+    g_labels = [name for name, _ in split.gallery]
+    p_labels = [name for name, _ in probes]
+    sim = ts.vectors[g_rows] @ ts.vectors[p_rows].T
+    # A faceless probe or gallery image has a zero template: similarity 0 to everything, so it never matches.
+    curve = cmc(sim, g_labels, p_labels, max_rank=max_rank)
+    summary: dict[str, Any] = {
+        "gallery": len(g_rows),
+        "known_probes": len(split.known_probes),
+        "unknown_probes": len(split.unknown_probes),
+        "gallery_without_face": int((~ts.found[g_rows]).sum()),
+        "probes_without_face": int((~ts.found[p_rows]).sum()),
+        "rank1": rank_k(curve, 1),
+        "rank5": rank_k(curve, 5),
+        "cmc": [float(x) for x in curve],
+        "dir_at_fpir": {},
+    }
+    for fpir in FPIRS:
+        d = dir_at_fpir(sim, g_labels, p_labels, fpir)
+        summary["dir_at_fpir"][f"{fpir:g}"] = {
+            "dir": None if not d.resolvable else d.dir,
+            "threshold": None if not d.resolvable else d.threshold,
+            "fpir_achieved": None if not d.resolvable else d.fpir_achieved,
+            "resolvable": d.resolvable,
+        }
+    return IdentificationResult(curve, summary)
+
+
+# -- groups ------------------------------------------------------------------------------------------------------
+
+
+def group_rates(
+    pairs: Sequence[Pair], scores: npt.NDArray[np.float32], failed: npt.NDArray[np.bool_],
+    person_group: dict[str, str], threshold: float,
+) -> dict[str, Any]:
+    """FMR and FNMR per group at one threshold, and the worst/best ratio (a fairness report).
+
+    A pair belongs to a group when both people are in it; cross-group impostor pairs are reported apart.
+    """
+    per: dict[str, dict[str, list[bool]]] = {}
+    for p, s, f in zip(pairs, scores, failed, strict=True):
+        ga, gb = person_group.get(_person(p.a)), person_group.get(_person(p.b))
+        group = ga if ga == gb and ga is not None else "(cross-group)"
+        accept = bool(s >= threshold) and not f
+        bucket = per.setdefault(group, {"fm": [], "fnm": []})
+        (bucket["fnm"] if p.same else bucket["fm"]).append(not accept if p.same else accept)
+    out: dict[str, Any] = {"threshold": threshold, "groups": {}}
+    for g, b in sorted(per.items()):
+        out["groups"][g] = {
+            "genuine_pairs": len(b["fnm"]),
+            "impostor_pairs": len(b["fm"]),
+            "fmr": float(np.mean(b["fm"])) if b["fm"] else None,
+            "fnmr": float(np.mean(b["fnm"])) if b["fnm"] else None,
+        }
+    for metric in ("fmr", "fnmr"):
+        vals = [v[metric] for g, v in out["groups"].items() if g != "(cross-group)" and v[metric] is not None]
+        if len(vals) >= 2 and min(vals) > 0:
+            out[f"{metric}_worst_to_best"] = max(vals) / min(vals)
+        elif len(vals) >= 2:
+            out[f"{metric}_worst_to_best"] = None if max(vals) == 0 else float("inf")
+    return out
+
+
+def _person(path: str) -> str:
+    """The person of an image: its parent folder's name."""
+    return Path(path).parent.name

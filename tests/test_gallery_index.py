@@ -1,0 +1,279 @@
+"""Vector indexes of the gallery: exact top-k against a numpy reference, HNSW recall, removal, factory."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceatlas.errors import FaceAtlasError
+from faceatlas.gallery import ExactIndex, Gallery, HnswIndex, HnswParams, IndexConfig, make_index
+from faceatlas.types import Template
+
+DIM = 128
+SHA = "ab" * 32
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    """Random unit vectors."""
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_force(q: np.ndarray, x: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference top-k by full sort."""
+    s = q @ x.T
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return ids[order], np.take_along_axis(s, order, axis=1)
+
+
+@pytest.mark.parametrize("k", [1, 5, 37, 500])
+def test_exact_topk_matches_numpy_reference(k: int) -> None:
+    rng = np.random.default_rng(k)
+    x = unit(rng, 400)
+    ids = rng.permutation(np.arange(1000, 1400)).astype(np.int64)
+    idx = ExactIndex(DIM, initial_capacity=16)  # forces several growths
+    idx.add(ids[:150], x[:150])
+    idx.add(ids[150:], x[150:])
+    q = unit(rng, 20)
+    got_ids, got_scores = idx.search(q, k)
+    ref_ids, ref_scores = brute_force(q, x, ids, min(k, 400))
+    assert got_ids.shape == (20, min(k, 400))
+    np.testing.assert_allclose(got_scores, ref_scores, atol=1e-5)
+    np.testing.assert_array_equal(got_ids, ref_ids)
+    assert np.all(np.diff(got_scores, axis=1) <= 1e-7)
+
+
+def test_exact_remove_is_immediate_and_swaps_last() -> None:
+    rng = np.random.default_rng(1)
+    x = unit(rng, 50)
+    idx = ExactIndex(DIM)
+    idx.add(np.arange(50), x)
+    assert idx.remove([0, 17, 49, 12345]) == 3
+    assert len(idx) == 47 and 17 not in idx and 48 in idx
+    got, _ = idx.search(x[[0, 17, 49]], 1)
+    assert not set(got[:, 0].tolist()) & {0, 17, 49}
+    keep = np.array(sorted(set(range(50)) - {0, 17, 49}))
+    ref_ids, _ = brute_force(x[:5], x[keep], keep, 3)
+    np.testing.assert_array_equal(idx.search(x[:5], 3)[0], ref_ids)
+    np.testing.assert_allclose(idx.get([48]), x[[48]], atol=1e-6)
+    assert sorted(idx.ids().tolist()) == keep.tolist()
+
+
+def test_exact_add_replaces_existing_id_and_normalises() -> None:
+    rng = np.random.default_rng(2)
+    x = unit(rng, 3)
+    idx = ExactIndex(DIM)
+    idx.add([1, 2], x[:2] * 5.0)
+    idx.add([1], x[2:3])
+    assert len(idx) == 2
+    ids, scores = idx.search(x[2], 1)
+    assert ids[0, 0] == 1 and abs(scores[0, 0] - 1.0) < 1e-5
+
+
+def test_exact_float16_storage_is_close() -> None:
+    rng = np.random.default_rng(3)
+    x = unit(rng, 300)
+    idx = ExactIndex(DIM, dtype="float16")
+    idx.add(np.arange(300), x)
+    q = unit(rng, 10)
+    _, scores = idx.search(q, 5)
+    _, ref = brute_force(q, x, np.arange(300), 5)
+    np.testing.assert_allclose(scores, ref, atol=2e-3)
+
+
+def test_empty_index_and_bad_input() -> None:
+    idx = ExactIndex(DIM)
+    ids, scores = idx.search(np.ones(DIM, np.float32), 3)
+    assert ids.shape == (1, 0) and scores.shape == (1, 0)
+    with pytest.raises(FaceAtlasError):
+        idx.search(np.ones(DIM + 1, np.float32), 3)
+    with pytest.raises(FaceAtlasError):
+        idx.search(np.ones(DIM, np.float32), 0)
+    with pytest.raises(FaceAtlasError):
+        idx.add([1, 1], np.ones((2, DIM), np.float32))
+    with pytest.raises(FaceAtlasError):
+        idx.add([1], np.zeros((1, DIM), np.float32))
+
+
+def test_hnsw_recall_at_1_on_5000_vectors() -> None:
+    rng = np.random.default_rng(4)
+    x = unit(rng, 5000)
+    ids = np.arange(1, 5001, dtype=np.int64)
+    hnsw = HnswIndex(DIM)
+    hnsw.add(ids, x)
+    exact = ExactIndex(DIM)
+    exact.add(ids, x)
+    # probes are noisy copies of enrolled vectors (cosine ~0.7 to their source), as in 1:N search
+    src = rng.integers(0, 5000, 500)
+    probes = x[src] + 0.09 * rng.standard_normal((500, DIM)).astype(np.float32)
+    recall = np.mean(hnsw.search(probes, 1)[0][:, 0] == exact.search(probes, 1)[0][:, 0])
+    assert recall >= 0.99
+    # unrelated random queries are the hard case for HNSW; a larger search expansion still gets there
+    hnsw.params = HnswParams(connectivity=32, expansion_add=128, expansion_search=256)  # search-time knob
+    q = unit(rng, 300)
+    recall_random = np.mean(hnsw.search(q, 1)[0][:, 0] == exact.search(q, 1)[0][:, 0])
+    assert recall_random >= 0.99
+    h_ids, h_scores = hnsw.search(probes[:20], 10)
+    e_ids, e_scores = exact.search(probes[:20], 10)
+    np.testing.assert_allclose(h_scores[:, 0], e_scores[:, 0], atol=1e-4)
+
+
+def test_hnsw_remove_get_and_replace() -> None:
+    rng = np.random.default_rng(5)
+    x = unit(rng, 200)
+    idx = HnswIndex(DIM)
+    idx.add(np.arange(200), x)
+    assert idx.remove([3, 4, 999]) == 2
+    assert len(idx) == 198 and 3 not in idx
+    got, _ = idx.search(x[[3, 4]], 5)
+    assert not set(got.ravel().tolist()) & {3, 4}
+    np.testing.assert_allclose(idx.get([5, 6]), x[[5, 6]], atol=1e-6)
+    with pytest.raises(KeyError):
+        idx.get([3])
+    idx.add([5], x[[7]])
+    ids, scores = idx.search(x[7], 2)
+    assert set(ids[0].tolist()) == {5, 7}
+    idx.compact()
+    assert len(idx) == 198 and sorted(idx.ids().tolist()) == sorted(set(range(200)) - {3, 4})
+    small = HnswIndex(DIM)
+    small.add([1, 2], x[:2])
+    ids, scores = small.search(x[:3], 10)
+    assert ids.shape == (3, 2) and set(ids[0].tolist()) == {1, 2}
+
+
+def test_factory_threshold_and_explicit_choice() -> None:
+    assert isinstance(make_index(DIM, IndexConfig(hnsw_threshold=100), size_hint=99), ExactIndex)
+    assert isinstance(make_index(DIM, IndexConfig(hnsw_threshold=100), size_hint=100), HnswIndex)
+    assert isinstance(make_index(DIM, IndexConfig(kind="hnsw")), HnswIndex)
+    assert isinstance(make_index(DIM, IndexConfig(kind="exact"), size_hint=10**6), ExactIndex)
+    with pytest.raises(FaceAtlasError):
+        IndexConfig(kind="annoy")  # type: ignore[arg-type]
+
+
+def test_index_thread_safety() -> None:
+    rng = np.random.default_rng(6)
+    x = unit(rng, 400)
+    idx = ExactIndex(DIM)
+    errors: list[BaseException] = []
+
+    def work(part: int) -> None:
+        try:
+            for i in range(part * 100, part * 100 + 100):
+                idx.add([i], x[i : i + 1])
+                idx.search(x[i], 3)
+                if i % 3 == 0:
+                    idx.remove([i])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    expected = {i for i in range(400) if i % 3}
+    assert set(idx.ids().tolist()) == expected
+    got, _ = idx.search(x[1], 1)
+    assert got[0, 0] == 1
+
+
+# ---------------------------------------------------------------- gallery-level search semantics
+
+
+def _enrol(g: Gallery, rng: np.random.Generator, persons: int, per: int) -> dict[int, np.ndarray]:
+    """Enrol ``persons`` persons with ``per`` random templates each; return person id -> vectors."""
+    out = {}
+    for i in range(persons):
+        p = g.add_person("c", f"ext-{i}", name=f"Person {i}")
+        vecs = unit(rng, per)
+        g.add_samples("c", p.id, [Template(v, "m") for v in vecs])
+        out[p.id] = vecs
+    return out
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_gallery_search_dedupes_persons_max_and_centroid(tmp_path: Path, kind: str) -> None:
+    rng = np.random.default_rng(7)
+    g = Gallery.open(tmp_path / "g.db", index=kind)  # type: ignore[arg-type]
+    g.create_collection("c", "m", SHA, DIM)
+    people = _enrol(g, rng, 60, 4)
+    q = unit(rng, 8)
+    res = g.search("c", q, k=10)
+    for row, cands in enumerate(res):
+        ref = sorted(((float(np.max(v @ q[row])), pid) for pid, v in people.items()), reverse=True)[:10]
+        assert [c.person_id for c in cands] == [pid for _, pid in ref]
+        np.testing.assert_allclose([c.score for c in cands], [s for s, _ in ref], atol=1e-4)
+        assert len({c.person_id for c in cands}) == len(cands)
+        assert all(cands[i].score >= cands[i + 1].score for i in range(len(cands) - 1))
+    cen = g.search("c", q, k=5, aggregate="centroid")
+    for row, cands in enumerate(cen):
+        ref_c = []
+        for pid, v in people.items():
+            m = v.mean(axis=0)
+            ref_c.append((float(m @ q[row] / np.linalg.norm(m)), pid))
+        ref_c.sort(reverse=True)
+        assert [c.person_id for c in cands] == [pid for _, pid in ref_c[:5]]
+        np.testing.assert_allclose([c.score for c in cands], [s for s, _ in ref_c[:5]], atol=1e-4)
+        for c in cands:
+            assert c.sample_id is not None
+            assert c.external_id == f"ext-{c.person_id - 1}"
+    g.close()
+
+
+def test_gallery_switches_to_hnsw_above_threshold(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    g = Gallery.open(tmp_path / "g.db", hnsw_threshold=50)
+    g.create_collection("c", "m", SHA, DIM)
+    people = _enrol(g, rng, 10, 4)
+    assert g.stats().collections[0].index_kind == "exact"
+    people.update(_enrol_more(g, rng, 10, 4))
+    st = g.stats().collections[0]
+    assert st.index_kind == "hnsw" and st.indexed == 80
+    pid, vecs = next(iter(people.items()))
+    assert g.search("c", vecs[0], k=1)[0][0].person_id == pid
+    g.close()
+    g2 = Gallery.open(tmp_path / "g.db", hnsw_threshold=50)
+    assert g2.stats().collections[0].index_kind == "hnsw"
+    g2.close()
+
+
+def _enrol_more(g: Gallery, rng: np.random.Generator, persons: int, per: int) -> dict[int, np.ndarray]:
+    """Enrol more persons with fresh external ids."""
+    out = {}
+    for _ in range(persons):
+        p = g.add_person("c", f"more-{rng.integers(1 << 40)}")
+        vecs = unit(rng, per)
+        g.add_samples("c", p.id, [Template(v, "m") for v in vecs])
+        out[p.id] = vecs
+    return out
+
+
+def test_gallery_search_inputs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    g = Gallery.open(tmp_path / "g.db")
+    g.create_collection("c", "m", SHA, DIM)
+    assert g.search("c", unit(rng, 1)[0], k=3) == [[]]
+    people = _enrol(g, rng, 5, 2)
+    pid, vecs = next(iter(people.items()))
+    one = g.search("c", Template(vecs[1], "m"), k=2)
+    assert len(one) == 1 and one[0][0].person_id == pid and one[0][0].score > 0.999
+    many = g.search("c", [Template(v, "m") for v in vecs], k=1)
+    assert [r[0].person_id for r in many] == [pid, pid]
+    assert g.search("c", vecs[0] * 3.0, k=1, min_score=0.99)[0][0].person_id == pid
+    assert all(len(r) <= 1 for r in g.search("c", unit(rng, 4), k=5, min_score=0.9))
+    assert len(g.search("c", vecs, k=50)[0]) == 5  # never more persons than exist
+    for bad in (Template(vecs[0], "other-model"), np.ones(DIM + 1, np.float32)):
+        with pytest.raises(FaceAtlasError) as ei:
+            g.search("c", bad)
+        assert ei.value.code == "model_mismatch"
+    with pytest.raises(FaceAtlasError) as ei:
+        g.search("c", vecs[0], k=0)
+    assert ei.value.code == "invalid_input"
+    with pytest.raises(FaceAtlasError) as ei:
+        g.search("c", vecs[0], aggregate="mean")  # type: ignore[arg-type]
+    assert ei.value.code == "invalid_input"
+    g.close()
