@@ -58,7 +58,7 @@ def test_threshold_for_by_hand() -> None:
 def test_threshold_below_resolution_names_the_limit() -> None:
     with pytest.raises(InvalidInputError) as info:
         small().threshold_for(0.2)
-    assert info.value.code == "invalid_input"
+    assert info.value.code == "far_unresolvable"
     assert "0.25" in info.value.message
     assert info.value.details["lowest_far"] == 0.25
 

@@ -173,7 +173,8 @@ class Calibration:
         if not 0.0 < rate <= 1.0:
             raise _bad(f"far must be in (0, 1], got {rate:g}")
         if rate < self.min_far * (1.0 - _SLACK):
-            raise _bad(
+            raise InvalidInputError(
+                "far_unresolvable",
                 f"far={rate:g} is below what this calibration resolves: the lowest resolvable FAR is "
                 f"{self.min_far:.3g} ({self.n_impostors} impostor scores)",
                 far=rate,

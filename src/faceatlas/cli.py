@@ -311,7 +311,9 @@ def eval_lfw(
     identification: Annotated[
         bool, typer.Option("--identification/--no-identification", help="Also run the 1:N protocol (all 13,233 images).")
     ] = True,
-    folds: Annotated[int, typer.Option("--folds", min=2, max=10, help="Use the first N of the 10 folds.")] = 10,
+    folds: Annotated[
+        int, typer.Option("--folds", min=1, max=10, help="Use the first N of the 10 folds (1: accuracy at the default threshold).")
+    ] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """LFW View 2 (10 folds, threshold from the other nine) and the open-set identification protocol."""
@@ -331,7 +333,7 @@ def eval_lfw(
                           cache_dir=config.cache_dir() / "eval", progress=update)
     finally:
         close()
-    ver = evaluate_verification(ts, pairs)
+    ver = evaluate_verification(ts, pairs, threshold=fa.store.spec(fa.embedder_name).default_threshold)
     ident = evaluate_identification(ts, split) if split else None
     meta = {"model_id": fa.model_id, "detector": detector, "select": select, "data": str(root), "images": len(keys),
             "embed_seconds": round(ts.seconds, 1), "embedded_now": ts.computed,
@@ -455,6 +457,7 @@ def calibrate(
     finally:
         close()
     target = out or config.home_dir() / "calibrations" / f"{fa.model_id}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
     cal.save(target)
     typer.echo(
         f"calibration for {fa.model_id}: {cal.n_impostors} impostor and {cal.n_genuine} genuine pairs, "
@@ -490,6 +493,27 @@ def _term_width() -> int:
         return os.get_terminal_size().columns
     except OSError:
         return 0
+
+
+#: Command groups that live in their own modules; each exposes ``register(app)``.
+EXTENSIONS = ("cli_gallery", "cli_media", "cli_server")
+
+
+def _register_extensions() -> None:
+    """Attach the command groups of the extension modules that are present."""
+    import importlib
+
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(f"faceatlas.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"faceatlas.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_extensions()
 
 
 def main() -> None:

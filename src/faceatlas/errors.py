@@ -83,6 +83,7 @@ ERROR_CODES: dict[str, str] = {
     "model_task": "the model exists but is not of the task asked for",
     "model_mismatch": "templates from different models cannot be compared",
     "invalid_threshold": "a threshold is neither a number nor an operating point like far=1e-3",
+    "far_unresolvable": "the asked-for FAR is below what the calibration's impostor pairs can resolve",
     "calibration_missing": "an operating point was asked for a model that has no calibration",
     "not_found": "a referenced object does not exist",
     "conflict": "an object with that id or name already exists",

@@ -124,6 +124,11 @@ def _markdown(title: str, data: dict[str, Any], paths: dict[str, Path]) -> str:
                 f"- accuracy (threshold from the other folds): **{100 * ver['accuracy_mean']:.2f} ± "
                 f"{100 * ver['accuracy_std']:.2f} %** over {len(ver['fold_accuracies'])} folds"
             )
+        if "accuracy_at_threshold" in ver:
+            lines.append(
+                f"- at the fixed threshold {ver['threshold']:.4f}: accuracy {_pct(ver['accuracy_at_threshold'])}, "
+                f"FMR {_pct(ver['fmr_at_threshold'])}, FNMR {_pct(ver['fnmr_at_threshold'])}"
+            )
         lines.append(f"- ROC AUC {ver['roc_auc']:.5f}, EER {_pct(ver['eer'])}")
         for far, t in ver["tar_at_far"].items():
             lines.append(f"- TAR @ FAR {far}: {_pct(t['tar'])}" + (f" ({t['note']})" if t["note"] else ""))

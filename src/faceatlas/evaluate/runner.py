@@ -64,11 +64,17 @@ def embed_images(
     progress: Progress | None = None,
     chunk: int = 32,
 ) -> TemplateSet:
-    """One template per image (the face chosen by ``select``), reusing and extending an on-disk cache."""
+    """One template per image (the face chosen by ``select``), reusing and extending on-disk caches.
+
+    Two caches live in ``cache_dir``: the chosen face's landmarks per detector configuration (shared by every
+    embedder) and the templates per full pipeline configuration.
+    """
     keys = [str(p) for p in paths] if keys is None else list(keys)
     stamps = [_stamp(p) for p in paths]
-    cache = _cache_path(atlas, select, cache_dir)
-    cached = _load_cache(cache)
+    tcache = _cache_path("templates", _template_config(atlas, select), cache_dir)
+    dcache = _cache_path("landmarks", _detector_config(atlas, select), cache_dir)
+    cached = _load_cache(tcache)
+    cached_dets = _load_cache(dcache)
     dim = atlas.embedder.dim
     vectors = np.zeros((len(paths), dim), np.float32)
     found = np.zeros(len(paths), bool)
@@ -84,41 +90,65 @@ def embed_images(
     done = len(paths) - len(todo)
     for n, s in enumerate(range(0, len(todo), chunk)):
         rows = todo[s : s + chunk]
-        for i, face, count in _embed_chunk(atlas, [paths[i] for i in rows], select):
-            row = rows[i]
+        known = {}
+        for r in rows:
+            hit = cached_dets.get(keys[r])
+            if hit is not None and hit[0] == stamps[r]:
+                known[r] = hit
+        for row, face, count, lms in _embed_chunk(atlas, [paths[i] for i in rows], rows, select, known):
             n_faces[row] = count
             if face is not None:
                 vectors[row], found[row] = face, True
+            cached_dets[keys[row]] = (stamps[row], lms, face is not None, count)
         done += len(rows)
         if progress:
             progress(done, len(paths))
-        if cache is not None and (n % 16 == 15 or s + chunk >= len(todo)):
-            _save_cache(cache, cached, keys, stamps, vectors, found, n_faces, upto=set(todo[: s + chunk]))
+        last = s + chunk >= len(todo)
+        if n % 16 == 15 or last:
+            finished = todo[: s + chunk]
+            for i in finished:
+                cached[keys[i]] = (stamps[i], vectors[i].copy(), bool(found[i]), int(n_faces[i]))
+            if tcache is not None:
+                _save_cache(tcache, cached)
+            if dcache is not None:
+                _save_cache(dcache, cached_dets)
     seconds = time.perf_counter() - start
     return TemplateSet(tuple(keys), vectors, found, n_faces, atlas.model_id, seconds, len(todo))
 
 
-def _embed_chunk(atlas: Any, paths: list[Path], select: str) -> list[tuple[int, Any, int]]:
-    """Embed the selected face of each image; unreadable images and faceless images give no template."""
+def _embed_chunk(
+    atlas: Any, paths: list[Path], rows: list[int], select: str, known: dict[int, tuple[str, Any, bool, int]]
+) -> list[tuple[int, Any, int, Any]]:
+    """Embed the selected face of each image (landmarks from ``known`` when cached, else detected).
+
+    Returns (row, template or None, face count, landmarks of the chosen face or zeros).
+    """
     from ..align import align_face
 
-    crops, owners, counts = [], [], []
-    for i, path in enumerate(paths):
+    crops, owners, counts, marks = [], [], [], []
+    for path, row in zip(paths, rows, strict=True):
+        lms = np.zeros((5, 2), np.float32)
         try:
             img = atlas.load(path)
-            dets = atlas.detector.detect(img)
+            if row in known:
+                _, lms, ok, count = known[row]
+                has_face = bool(ok)
+            else:
+                dets = atlas.detector.detect(img)
+                count, has_face = len(dets), bool(dets)
+                if dets:
+                    lms = dets[select_face(dets, img.width, img.height, select)].landmarks  # type: ignore[arg-type]
         except FaceAtlasError as exc:
             log.warning("%s: %s", path, exc)
-            counts.append(0)
-            continue
-        counts.append(len(dets))
-        if dets:
-            k = select_face(dets, img.width, img.height, select)  # type: ignore[arg-type]
-            crops.append(align_face(img.rgb, dets[k].landmarks, atlas.embedder.size[0]))
-            owners.append(i)
+            count, has_face = 0, False
+        counts.append(int(count))
+        marks.append(np.asarray(lms, np.float32))
+        if has_face:
+            crops.append(align_face(img.rgb, lms, atlas.embedder.size[0]))
+            owners.append(len(counts) - 1)
     vecs = atlas.embedder.embed_crops(np.stack(crops)) if crops else np.zeros((0, atlas.embedder.dim), np.float32)
     by_owner = dict(zip(owners, vecs, strict=True))
-    return [(i, by_owner.get(i), counts[i]) for i in range(len(paths))]
+    return [(row, by_owner.get(j), counts[j], marks[j]) for j, row in enumerate(rows)]
 
 
 def _stamp(path: Path) -> str:
@@ -130,15 +160,23 @@ def _stamp(path: Path) -> str:
         return "missing"
 
 
-def _cache_path(atlas: Any, select: str, cache_dir: Path | None) -> Path | None:
-    """Cache file for this exact pipeline configuration."""
+def _detector_config(atlas: Any, select: str) -> list[str]:
+    """What decides which face (and landmarks) an image yields."""
+    return [atlas.detector_name, f"{atlas.det_score:.3f}", select, str(atlas.multiscale)]
+
+
+def _template_config(atlas: Any, select: str) -> list[str]:
+    """What decides an image's template."""
+    emb = atlas.embedder
+    return [emb.model_id, emb.model_sha256, *_detector_config(atlas, select), PREPROCESSING_VERSION]
+
+
+def _cache_path(kind: str, parts: list[str], cache_dir: Path | None) -> Path | None:
+    """Cache file for one configuration."""
     if cache_dir is None:
         return None
-    emb = atlas.embedder
-    parts = [emb.model_id, emb.model_sha256, atlas.detector_name, f"{atlas.det_score:.3f}", select,
-             str(atlas.multiscale), PREPROCESSING_VERSION]
     digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-    return cache_dir / f"templates-{emb.model_id}-{digest}.npz"
+    return cache_dir / f"{kind}-{parts[0]}-{digest}.npz"
 
 
 def _load_cache(path: Path | None) -> dict[str, tuple[str, Any, bool, int]]:
@@ -156,19 +194,8 @@ def _load_cache(path: Path | None) -> dict[str, tuple[str, Any, bool, int]]:
         return {}
 
 
-def _save_cache(
-    path: Path,
-    cached: dict[str, tuple[str, Any, bool, int]],
-    keys: list[str],
-    stamps: list[str],
-    vectors: npt.NDArray[np.float32],
-    found: npt.NDArray[np.bool_],
-    n_faces: npt.NDArray[np.int32],
-    upto: set[int],
-) -> None:
-    """Merge finished rows into the cache file atomically."""
-    for i in upto:
-        cached[keys[i]] = (stamps[i], vectors[i].copy(), bool(found[i]), int(n_faces[i]))
+def _save_cache(path: Path, cached: dict[str, tuple[str, Any, bool, int]]) -> None:
+    """Write a cache file atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     items = list(cached.items())
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
@@ -178,7 +205,7 @@ def _save_cache(
             tmp,
             keys=np.array([k for k, _ in items]),
             stamps=np.array([v[0] for _, v in items]),
-            vectors=np.stack([v[1] for _, v in items]).astype(np.float32),
+            vectors=np.stack([np.asarray(v[1], np.float32) for _, v in items]),
             found=np.array([v[2] for _, v in items]),
             n_faces=np.array([v[3] for _, v in items], np.int32),
         )
