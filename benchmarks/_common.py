@@ -164,13 +164,18 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: st
             widths[i] = max(widths[i], len(c))
     if title:
         print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     print("  ".join("-" * w for w in widths))
-    for row, raw in zip(cells, rows, strict=True):
-        out = []
-        for c, w, r in zip(row, widths, raw, strict=True):
-            out.append(c.rjust(w) if isinstance(r, (int, float)) and not isinstance(r, bool) else c.ljust(w))
-        print("  ".join(out))
+    # a column is right-aligned only when every cell in it is a number
+    numeric = [all(_is_number(raw[i]) for raw in rows) for i in range(len(headers))]
+    for row in cells:
+        line = "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric, strict=True))
+        print(line.rstrip())
+
+
+def _is_number(value: Any) -> bool:
+    """True for ints and floats (numpy ones too), not for bools."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _fmt(value: Any) -> str:

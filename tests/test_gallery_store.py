@@ -1,8 +1,11 @@
-"""Gallery storage: CRUD, contracts, deletes scrubbed from disk, corruption, export/import, processes, kill -9."""
+"""SQLite gallery storage: deletes scrubbed from disk, corruption, refresh, threads, processes, kill -9.
+
+Behaviour shared by every backend (CRUD, contracts, not-found paths, search, export/import) is tested
+once per backend in ``test_gallery_backends.py``.
+"""
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import random
@@ -22,7 +25,7 @@ import pytest
 from faceatlas.errors import FaceAtlasError, NotFoundError
 from faceatlas.gallery import Gallery
 from faceatlas.gallery.sqlite_store import SCHEMA_VERSION
-from faceatlas.types import Box, Template
+from faceatlas.types import Template
 
 DIM = 128
 SHA = "0123456789abcdef" * 4
@@ -52,122 +55,6 @@ def gallery(tmp_path: Path) -> Iterator[Gallery]:
     g.create_collection("c", "m", SHA, DIM)
     yield g
     g.close()
-
-
-def test_collections_persons_samples_crud(gallery: Gallery) -> None:
-    g = gallery
-    col = g.get_collection("c")
-    assert col.contract.model_id == "m" and col.contract.dim == DIM and col.contract.preprocessing == "v1"
-    assert col.contract.model_sha256 == SHA
-    g.create_collection("b", "m2", SHA, 64, preprocessing="v2")
-    assert [c.name for c in g.list_collections()] == ["b", "c"]
-    with pytest.raises(FaceAtlasError) as ei:
-        g.create_collection("c", "m", SHA, DIM)
-    assert ei.value.code == "conflict"
-
-    alice = g.add_person("c", "emp-1", name="Alice", metadata={"team": "x", "n": 1})
-    assert alice.external_id == "emp-1" and alice.name == "Alice" and alice.metadata == {"team": "x", "n": 1}
-    with pytest.raises(FaceAtlasError) as ei:
-        g.add_person("c", "emp-1")
-    assert ei.value.code == "conflict"
-    g.add_person("b", "emp-1")  # external ids are unique per collection only
-    bob = g.add_person("c", "emp-2")
-    assert bob.name is None
-
-    rng = np.random.default_rng(0)
-    ts = rand_templates(rng, 3)
-    crop = bytes(rng.integers(0, 256, 300, dtype=np.uint8))
-    ids = g.add_samples(
-        "c", alice.id, ts, qualities=[0.9, None, 0.5], detection_scores=[0.99, 0.98, 0.97],
-        boxes=[Box(1, 2, 30, 40), [5, 6, 50, 60], None], image_sha256=["ab" * 32, None, "CD" * 32],
-        crops=[crop, None, None],
-    )
-    assert len(ids) == 3 and ids == sorted(ids)
-    assert g.add_samples("c", "emp-2", ts[0]) == [ids[-1] + 1]  # by external id, single template
-    assert g.add_samples("c", bob.id, []) == []
-
-    s0 = g.get_sample("c", ids[0], include_template=True)
-    assert s0.person_id == alice.id and s0.quality == 0.9 and s0.detection_score == 0.99
-    assert s0.box == Box(1, 2, 30, 40) and s0.image_sha256 == "ab" * 32 and s0.has_crop
-    assert s0.template is not None and s0.template.model_id == "m"
-    np.testing.assert_allclose(s0.template.vector, ts[0].vector, atol=1e-6)
-    s1 = g.get_sample("c", ids[1])
-    assert s1.template is None and s1.quality is None and s1.box == Box(5, 6, 50, 60) and not s1.has_crop
-    assert g.get_sample("c", ids[2]).image_sha256 == "cd" * 32
-    assert g.get_crop("c", ids[0]) == crop and g.get_crop("c", ids[1]) is None
-    assert [s.id for s in g.list_samples("c", "emp-1")] == ids
-
-    p = g.get_person("c", alice.id)
-    assert p.samples == 3 and g.get_person("c", "emp-1").id == alice.id
-    assert [x.external_id for x in g.list_persons("c")] == ["emp-1", "emp-2"]
-    assert [x.external_id for x in g.list_persons("c", limit=1, offset=1)] == ["emp-2"]
-    assert g.get_collection("c").persons == 2 and g.get_collection("c").samples == 4
-
-    st = g.stats()
-    assert st.samples == 4 and st.persons == 3 and not st.encrypted and st.schema_version == SCHEMA_VERSION
-    actions = [e.action for e in g.audit_log()]
-    assert {"create_collection", "add_person", "enrol"} <= set(actions)
-    enrol = [e for e in g.audit_log("c") if e.action == "enrol"][-1]
-    assert enrol.actor == "tester" and enrol.person_id == alice.id and list(enrol.sample_ids) == ids
-    assert "vector" not in json.dumps([e.to_dict() for e in g.audit_log()])
-
-
-def test_not_found_paths(gallery: Gallery) -> None:
-    g = gallery
-    p = g.add_person("c", "x")
-    t = rand_templates(np.random.default_rng(1), 1)
-    calls = [
-        lambda: g.get_collection("nope"),
-        lambda: g.delete_collection("nope"),
-        lambda: g.add_person("nope", "x"),
-        lambda: g.list_persons("nope"),
-        lambda: g.get_person("c", 999),
-        lambda: g.get_person("c", "missing"),
-        lambda: g.delete_person("c", 999),
-        lambda: g.add_samples("c", 999, t),
-        lambda: g.add_samples("nope", p.id, t),
-        lambda: g.get_sample("c", 999),
-        lambda: g.delete_sample("c", 999),
-        lambda: g.search("nope", t[0]),
-    ]
-    for call in calls:
-        with pytest.raises(NotFoundError) as ei:
-            call()
-        assert ei.value.code == "not_found"
-    g.create_collection("other", "m", SHA, DIM)
-    sid = g.add_samples("c", p.id, t)[0]
-    with pytest.raises(NotFoundError):
-        g.get_sample("other", sid)  # samples are looked up within their collection
-    with pytest.raises(NotFoundError):
-        g.get_person("other", p.id)
-
-
-def test_contract_mismatch_and_bad_input(gallery: Gallery) -> None:
-    g = gallery
-    p = g.add_person("c", "x")
-    rng = np.random.default_rng(2)
-    with pytest.raises(FaceAtlasError) as ei:
-        g.add_samples("c", p.id, rand_templates(rng, 1, model="other"))
-    assert ei.value.code == "model_mismatch"
-    with pytest.raises(FaceAtlasError) as ei:
-        g.add_samples("c", p.id, [Template(np.ones(64, np.float32), "m")])
-    assert ei.value.code == "model_mismatch"
-    with pytest.raises(FaceAtlasError) as ei:
-        g.add_samples("c", p.id, rand_templates(rng, 2), qualities=[0.1])
-    assert ei.value.code == "invalid_input"
-    with pytest.raises(FaceAtlasError) as ei:
-        g.add_samples("c", p.id, rand_templates(rng, 1), image_sha256="not-a-hash")
-    assert ei.value.code == "invalid_input"
-    with pytest.raises(FaceAtlasError) as ei:
-        g.add_samples("c", p.id, [np.ones(DIM, np.float32)])  # type: ignore[list-item]
-    assert ei.value.code == "invalid_input"
-    with pytest.raises(FaceAtlasError) as ei:
-        g.add_person("c", "y", metadata={"bad": object()})
-    assert ei.value.code == "invalid_input"
-    with pytest.raises(FaceAtlasError) as ei:
-        g.create_collection("z", "m", SHA, 0)
-    assert ei.value.code == "invalid_input"
-    assert g.get_person("c", p.id).samples == 0  # nothing half-written
 
 
 def test_delete_sample_scrubs_search_and_disk(gallery: Gallery) -> None:
@@ -239,20 +126,6 @@ def test_delete_person_and_collection_scrub_search_and_disk(gallery: Gallery) ->
     reopened.close()
 
 
-def test_reopen_rebuilds_index(tmp_path: Path) -> None:
-    rng = np.random.default_rng(5)
-    path = tmp_path / "g.db"
-    with Gallery.open(path) as g:
-        g.create_collection("c", "m", SHA, DIM)
-        p = g.add_person("c", "a", name="A")
-        ts = rand_templates(rng, 3)
-        g.add_samples("c", p.id, ts)
-    with Gallery.open(path, index="exact") as g2:
-        c = g2.search("c", ts[1], k=1)[0][0]
-        assert (c.external_id, c.name) == ("a", "A") and c.score > 0.999
-        assert g2.stats().collections[0].indexed == 3
-
-
 def test_second_instance_sees_changes_on_search_and_refresh(tmp_path: Path) -> None:
     rng = np.random.default_rng(6)
     path = tmp_path / "g.db"
@@ -306,56 +179,6 @@ def test_threads_share_one_gallery(gallery: Gallery) -> None:
         t.join()
     assert not errors
     assert len(set(ids)) == 120 and g.get_collection("c").samples == 120
-
-
-def test_export_import_round_trip(gallery: Gallery, tmp_path: Path) -> None:
-    g = gallery
-    rng = np.random.default_rng(7)
-    originals = {}
-    for i in range(12):
-        p = g.add_person("c", f"e{i}", name=f"N{i}", metadata={"i": i, "tags": ["a"]})
-        ts = rand_templates(rng, 3)
-        crops = [bytes([i, 1, 2]), None, None]
-        g.add_samples("c", p.id, ts, qualities=0.5, boxes=[[0, 0, 10, 10], None, Box(1, 1, 2, 2)], crops=crops)
-        originals[f"e{i}"] = ts
-    out = tmp_path / "export.jsonl"
-    g.export_collection("c", out)
-    assert oct(out.stat().st_mode & 0o777) == oct(0o600)
-    assert "export_collection" in [e.action for e in g.audit_log("c")]
-    with pytest.raises(FaceAtlasError) as ei:
-        g.import_collection(out)
-    assert ei.value.code == "conflict"
-    col = g.import_collection(out, name="copy")
-    assert (col.persons, col.samples, col.contract) == (12, 36, g.get_collection("c").contract)
-    other = Gallery.open(tmp_path / "other.db")
-    other.import_collection(out)
-    for g2, name in ((g, "copy"), (other, "c")):
-        persons = {p.external_id: p for p in g2.list_persons(name)}
-        assert set(persons) == set(originals)
-        assert persons["e3"].metadata == {"i": 3, "tags": ["a"]} and persons["e3"].name == "N3"
-        samples = g2.list_samples(name, "e3")
-        assert [s.quality for s in samples] == [0.5] * 3 and samples[0].box == Box(0, 0, 10, 10)
-        assert g2.get_crop(name, samples[0].id) == bytes([3, 1, 2])
-        for ext, ts in originals.items():
-            hit = g2.search(name, ts[2], k=1)[0][0]
-            assert hit.external_id == ext and hit.score > 0.9999
-        got = [g2.get_sample(name, s.id, include_template=True).template for s in samples]
-        np.testing.assert_allclose(
-            np.stack([t.vector for t in got if t]), np.stack([t.vector for t in originals["e3"]]), atol=1e-6
-        )
-    other.close()
-    # a truncated or damaged export imports nothing
-    lines = out.read_text().splitlines()
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join(lines[:-2]) + "\n")
-    with pytest.raises(FaceAtlasError) as ei:
-        g.import_collection(bad, name="broken")
-    assert ei.value.code == "import_invalid"
-    assert "broken" not in [c.name for c in g.list_collections()]
-    bad.write_text("garbage\n")
-    with pytest.raises(FaceAtlasError) as ei:
-        g.import_collection(bad, name="broken")
-    assert ei.value.code == "import_invalid"
 
 
 def test_corrupt_and_foreign_files(tmp_path: Path) -> None:

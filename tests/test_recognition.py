@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import lfw
+
 from faceatlas.errors import FaceAtlasError, NotFoundError
 from faceatlas.images import load_image
 from faceatlas.recognition import QualityGates, Recognizer

@@ -312,7 +312,7 @@ def eval_lfw(
         bool, typer.Option("--identification/--no-identification", help="Also run the 1:N protocol (all 13,233 images).")
     ] = True,
     folds: Annotated[
-        int, typer.Option("--folds", min=1, max=10, help="Use the first N of the 10 folds (1: accuracy at the default threshold).")
+        int, typer.Option("--folds", min=1, max=10, help="Use the first N of the 10 folds (1: fixed-threshold accuracy).")
     ] = 10,
     as_json: JsonOpt = False,
 ) -> None:

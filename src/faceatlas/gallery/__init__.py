@@ -1,7 +1,8 @@
-"""Gallery of known persons: SQLite storage, optional encryption at rest, and 1:N vector search."""
+"""Gallery of known persons: SQLite metadata, templates in SQLite (optionally encrypted) or Milvus, 1:N search."""
 
 from __future__ import annotations
 
+from faceatlas.gallery.backend import GalleryLocation, parse_location
 from faceatlas.gallery.gallery import Gallery
 from faceatlas.gallery.index import ExactIndex, HnswIndex, HnswParams, IndexConfig, VectorIndex, make_index
 from faceatlas.gallery.models import (
@@ -23,6 +24,7 @@ __all__ = [
     "EmbeddingContract",
     "ExactIndex",
     "Gallery",
+    "GalleryLocation",
     "GalleryStats",
     "HnswIndex",
     "HnswParams",
@@ -31,4 +33,5 @@ __all__ = [
     "Sample",
     "VectorIndex",
     "make_index",
+    "parse_location",
 ]

@@ -1,10 +1,16 @@
 """The ``Gallery`` facade: collections of known persons, their templates, and 1:N search.
 
-A gallery is one SQLite file (see :mod:`faceatlas.gallery.sqlite_store`) plus one in-memory index
-per collection, built from the file when the gallery opens. Writes made through this object reach
-the index before the call returns; writes made by other processes (or other ``Gallery`` objects)
-are noticed through a per-collection generation counter and picked up by the next ``search`` (or
-an explicit :meth:`Gallery.refresh`) by rebuilding that collection's index.
+A gallery is one SQLite file (see :mod:`faceatlas.gallery.sqlite_store`) holding collections,
+persons, sample records, crops and the audit trail, plus a search backend for the templates
+(see :mod:`faceatlas.gallery.backend`):
+
+* ``sqlite`` (default): templates in the same file, searched with one in-memory index per collection
+  (:mod:`faceatlas.gallery.memory_backend`); changes by other processes are picked up by the next
+  ``search`` or an explicit :meth:`Gallery.refresh`.
+* ``milvus-lite`` / ``milvus``: templates only in Milvus, searched there
+  (:mod:`faceatlas.gallery.milvus_backend`); every search sees every committed write.
+
+Either way, a write returns only once the change is visible to ``search``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ import os
 import socket
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -24,19 +29,17 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from faceatlas.errors import FaceAtlasError, InvalidInputError, NotFoundError
+from faceatlas.errors import FaceAtlasError, InvalidInputError
+from faceatlas.gallery.backend import GalleryLocation, SearchBackend, parse_location
 from faceatlas.gallery.crypto import KeyLike, resolve_key
 from faceatlas.gallery.index import (
     DEFAULT_HNSW_THRESHOLD,
-    ExactIndex,
-    HnswIndex,
     HnswParams,
     IndexConfig,
     IndexKind,
     StorageDType,
-    VectorIndex,
-    make_index,
 )
+from faceatlas.gallery.memory_backend import MemoryIndexBackend
 from faceatlas.gallery.models import (
     AuditEvent,
     Candidate,
@@ -52,7 +55,6 @@ from faceatlas.gallery.sqlite_store import (
     NewSample,
     PersonRef,
     SqliteStore,
-    WriteReceipt,
     check_sha256,
 )
 from faceatlas.gallery.transfer import ExportReader, write_export
@@ -77,20 +79,6 @@ def default_actor() -> str:
     except (KeyError, OSError):
         user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
     return f"{user}@{socket.gethostname()}"
-
-
-@dataclass
-class _CollectionIndex:
-    """In-memory search state of one collection, valid for one store generation."""
-
-    collection_id: int
-    generation: int
-    contract: EmbeddingContract
-    index: VectorIndex
-    sample_person: dict[int, int] = field(default_factory=dict)
-    person_samples: dict[int, set[int]] = field(default_factory=dict)
-    centroids: VectorIndex | None = None
-    stale: bool = False
 
 
 def _box(value: BoxLike | None) -> Box | None:
@@ -145,7 +133,7 @@ def _optional_number(value: Any, what: str) -> float | None:
 
 
 class Gallery:
-    """A gallery of known persons on disk with per-collection in-memory indexes; thread-safe."""
+    """A gallery of known persons: SQLite metadata plus a template search backend; thread-safe."""
 
     def __init__(
         self,
@@ -153,13 +141,15 @@ class Gallery:
         index_config: IndexConfig | None = None,
         actor: str | None = None,
         auto_refresh: bool = True,
+        backend: SearchBackend | None = None,
+        location: GalleryLocation | None = None,
     ) -> None:
         self._store = store
         self._config = index_config or IndexConfig()
         self._actor = actor or default_actor()
-        self._auto_refresh = auto_refresh
+        self._backend = backend or MemoryIndexBackend(store, self._config, auto_refresh)
+        self._location = location or GalleryLocation("sqlite", store.path)
         self._lock = threading.RLock()
-        self._caches: dict[str, _CollectionIndex] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,30 +167,63 @@ class Gallery:
         hnsw: HnswParams | None = None,
         auto_refresh: bool = True,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+        meta_path: str | os.PathLike[str] | None = None,
     ) -> Gallery:
-        """Open (or create) the gallery file at ``path`` and build every collection's index.
+        """Open (or create) a gallery and make every collection searchable.
+
+        ``path`` is a file path or ``sqlite:PATH`` (SQLite backend), ``milvus-lite:PATH.db`` (Milvus Lite)
+        or ``milvus://[user:password@]host:port[/database]`` (a Milvus server); Milvus galleries keep
+        their metadata in the SQLite file ``meta_path`` (default for Milvus Lite: ``PATH.db.meta.sqlite``;
+        required for a server, also accepted as ``?meta=PATH``). See :mod:`faceatlas.gallery.backend`.
 
         ``key``: raw 32 bytes, a hex/base64/passphrase string, a ``pathlib.Path`` to a key file,
         or ``None`` to use ``FACEATLAS_KEY`` / ``FACEATLAS_KEY_FILE`` (no encryption if neither is set).
-        A new gallery is encrypted exactly when a key is available at creation.
+        A new SQLite gallery is encrypted exactly when a key is available at creation; Milvus galleries
+        refuse any key (``gallery_key_unsupported``) because Milvus must read templates to search them.
         """
+        location = parse_location(path, meta_path)
         config = index if isinstance(index, IndexConfig) else IndexConfig(
             kind=index, hnsw_threshold=hnsw_threshold, dtype=index_dtype, hnsw=hnsw or HnswParams()
         )
-        store = SqliteStore(path, resolve_key(key), create=create, busy_timeout=busy_timeout)
-        gallery = cls(store, config, actor, auto_refresh)
+        key_material = resolve_key(key)
+        if location.kind == "sqlite":
+            store = SqliteStore(location.meta_path, key_material, create=create, busy_timeout=busy_timeout)
+            gallery = cls(store, config, actor, auto_refresh, location=location)
+        else:
+            if key_material is not None:
+                raise FaceAtlasError(
+                    "gallery_key_unsupported",
+                    f"a {location.kind} gallery cannot be encrypted at rest: Milvus must read templates to search "
+                    f"them (key from {key_material.source}); use the SQLite backend for encrypted galleries",
+                )
+            from faceatlas.gallery.milvus_backend import MilvusBackend
+
+            milvus = MilvusBackend.connect(location, config, create=create)
+            try:
+                store = SqliteStore(location.meta_path, None, create=create, busy_timeout=busy_timeout, vault=milvus)
+            except BaseException:
+                milvus.close()
+                raise
+            gallery = cls(store, config, actor, auto_refresh, backend=milvus, location=location)
+            try:
+                milvus.attach(store)
+            except BaseException:
+                gallery.close()
+                raise
         try:
             gallery.refresh()
         except BaseException:
-            store.close()
+            gallery.close()
             raise
         return gallery
 
     def close(self) -> None:
-        """Close the file and drop the in-memory indexes."""
+        """Close the metadata file and release the search backend."""
         with self._lock:
-            self._caches.clear()
-            self._store.close()
+            try:
+                self._backend.close()
+            finally:
+                self._store.close()
 
     def __enter__(self) -> Gallery:
         return self
@@ -211,12 +234,22 @@ class Gallery:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Gallery({str(self._store.path)!r}, encrypted={self._store.encrypted})"
+        return f"Gallery({self._location.uri!r}, backend={self.backend!r}, encrypted={self._store.encrypted})"
 
     @property
     def path(self) -> Path:
-        """The gallery file."""
+        """The SQLite file (for Milvus galleries: the metadata file next to the vectors)."""
         return self._store.path
+
+    @property
+    def uri(self) -> str:
+        """Where the gallery lives, as a URI without credentials."""
+        return self._location.uri
+
+    @property
+    def backend(self) -> str:
+        """The template backend: ``sqlite``, ``milvus-lite`` or ``milvus``."""
+        return self._backend.kind
 
     @property
     def encrypted(self) -> bool:
@@ -232,113 +265,10 @@ class Gallery:
         """Resolve the audit actor of one call."""
         return actor if actor else self._actor
 
-    # ------------------------------------------------------------------ index cache
-
-    def _build(self, name: str) -> _CollectionIndex:
-        """(Re)build a collection's index from the store."""
-        loaded = self._store.load_vectors(name)
-        index = make_index(loaded.contract.dim, self._config, size_hint=len(loaded.sample_ids))
-        if len(loaded.sample_ids):
-            index.add(loaded.sample_ids, loaded.vectors)
-        cache = _CollectionIndex(loaded.collection_id, loaded.generation, loaded.contract, index)
-        for sid, pid in zip(loaded.sample_ids.tolist(), loaded.person_ids.tolist(), strict=True):
-            cache.sample_person[sid] = pid
-            cache.person_samples.setdefault(pid, set()).add(sid)
-        loaded.vectors.fill(0.0)
-        self._caches[name] = cache
-        logger.debug("built %s index for collection %r (%d samples)", index.kind, name, len(index))
-        return cache
-
-    def _ensure(self, name: str) -> _CollectionIndex:
-        """Return an up-to-date index for a collection, rebuilding it if the store changed."""
-        cache = self._caches.get(name)
-        if cache is not None and not cache.stale and not self._auto_refresh:
-            return cache
-        state = self._store.collection_state(name)
-        if state is None:
-            self._caches.pop(name, None)
-            raise NotFoundError(f"collection {name!r} does not exist", collection=name)
-        if cache is not None and not cache.stale and (cache.collection_id, cache.generation) == state:
-            return cache
-        return self._build(name)
-
     def refresh(self) -> list[str]:
         """Pick up changes made by other processes now; return the collections whose index was rebuilt."""
         with self._lock:
-            states = self._store.collection_states()
-            for name in list(self._caches):
-                if name not in states:
-                    del self._caches[name]
-            rebuilt = []
-            for name, state in sorted(states.items()):
-                cache = self._caches.get(name)
-                if cache is None or cache.stale or (cache.collection_id, cache.generation) != state:
-                    self._build(name)
-                    rebuilt.append(name)
-            return rebuilt
-
-    def _cache_for_write(self, name: str, receipt: WriteReceipt) -> _CollectionIndex | None:
-        """Return the cache if it was current right before this write, else mark it stale."""
-        cache = self._caches.get(name)
-        if cache is None or cache.stale:
-            return None
-        if cache.collection_id != receipt.collection_id or cache.generation != receipt.generation_before:
-            cache.stale = True  # another writer got in between: rebuild from the store on next use
-            return None
-        return cache
-
-    def _update_centroid(self, cache: _CollectionIndex, person_id: int) -> None:
-        """Recompute one person's centroid in the centroid index (if that index exists)."""
-        if cache.centroids is None:
-            return
-        cache.centroids.remove([person_id])
-        sids = cache.person_samples.get(person_id)
-        if sids:
-            centroid = self._centroid(cache, sids)
-            if centroid is not None:
-                cache.centroids.add([person_id], centroid[None, :])
-
-    @staticmethod
-    def _centroid(cache: _CollectionIndex, sids: set[int]) -> npt.NDArray[np.float32] | None:
-        """Return the normalised mean of some samples' templates (``None`` if it cancels out)."""
-        mean = cache.index.get(sorted(sids)).astype(np.float64).mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        if norm < 1e-6:
-            return None
-        return (mean / norm).astype(np.float32)
-
-    def _maybe_switch_kind(self, cache: _CollectionIndex) -> None:
-        """Move a growing collection from the exact index to HNSW once it passes the threshold."""
-        if self._config.kind != "auto" or not isinstance(cache.index, ExactIndex):
-            return
-        if self._config.kind_for(len(cache.index)) != "hnsw":
-            return
-        ids = cache.index.ids()
-        hnsw = HnswIndex(cache.contract.dim, self._config.metric, self._config.dtype, self._config.hnsw)
-        hnsw.add(ids, cache.index.get(ids))
-        cache.index = hnsw
-        logger.info("collection index switched to HNSW at %d samples", len(ids))
-
-    def _forget_samples(self, name: str, receipt: WriteReceipt) -> None:
-        """Remove deleted samples from a collection's index (or mark it stale)."""
-        cache = self._cache_for_write(name, receipt)
-        if cache is None:
-            return
-        touched: set[int] = set()
-        cache.index.remove(list(receipt.sample_ids))
-        for sid in receipt.sample_ids:
-            pid = cache.sample_person.pop(sid, None)
-            if pid is None:
-                continue
-            touched.add(pid)
-            sids = cache.person_samples.get(pid)
-            if sids is not None:
-                sids.discard(sid)
-                if not sids:
-                    del cache.person_samples[pid]
-        for pid in touched:
-            self._update_centroid(cache, pid)
-        cache.generation = receipt.generation_after
+            return self._backend.refresh()
 
     # ------------------------------------------------------------------ collections
 
@@ -357,9 +287,7 @@ class Gallery:
             col = self._store.create_collection(
                 name, EmbeddingContract(model_id, model_sha256, dim, preprocessing), self._who(actor)
             )
-            self._caches[name] = _CollectionIndex(
-                col.id, 0, col.contract, make_index(col.contract.dim, self._config, 0)
-            )
+            self._backend.collection_created(name, col.id, col.contract)
             return col
 
     def get_collection(self, name: str) -> Collection:
@@ -371,10 +299,10 @@ class Gallery:
         return self._store.list_collections()
 
     def delete_collection(self, name: str, *, actor: str | None = None) -> int:
-        """Delete a collection with everything in it (scrubbed from disk); return the samples removed."""
+        """Delete a collection with everything in it (as :meth:`delete_sample`); return the samples removed."""
         with self._lock:
             receipt = self._store.delete_collection(name, self._who(actor))
-            self._caches.pop(name, None)
+            self._backend.collection_dropped(name)
             return len(receipt.sample_ids)
 
     # ------------------------------------------------------------------ persons
@@ -400,13 +328,10 @@ class Gallery:
         return self._store.list_persons(collection, limit, offset)
 
     def delete_person(self, collection: str, person: PersonRef, *, actor: str | None = None) -> int:
-        """Delete a person and all its samples (scrubbed from disk); return the samples removed."""
+        """Delete a person and all its samples (as :meth:`delete_sample`); return the samples removed."""
         with self._lock:
             receipt = self._store.delete_person(collection, person, self._who(actor))
-            self._forget_samples(collection, receipt)
-            cache = self._caches.get(collection)
-            if cache is not None and cache.centroids is not None and receipt.person_id is not None:
-                cache.centroids.remove([receipt.person_id])
+            self._backend.samples_removed(collection, receipt, person_deleted=True)
             return len(receipt.sample_ids)
 
     # ------------------------------------------------------------------ samples
@@ -460,16 +385,7 @@ class Gallery:
         ]
         with self._lock:
             receipt = self._store.add_samples(collection, person, new, self._who(actor), model_id=items[0].model_id)
-            cache = self._cache_for_write(collection, receipt)
-            if cache is not None and receipt.person_id is not None:
-                pid = receipt.person_id
-                cache.index.add(list(receipt.sample_ids), np.stack([t.vector for t in items]))
-                for sid in receipt.sample_ids:
-                    cache.sample_person[sid] = pid
-                cache.person_samples.setdefault(pid, set()).update(receipt.sample_ids)
-                self._update_centroid(cache, pid)
-                cache.generation = receipt.generation_after
-                self._maybe_switch_kind(cache)
+            self._backend.samples_added(collection, receipt, np.stack([t.vector for t in items]))
             return list(receipt.sample_ids)
 
     def get_sample(self, collection: str, sample_id: int, include_template: bool = False) -> Sample:
@@ -485,10 +401,10 @@ class Gallery:
         return self._store.get_crop(collection, sample_id)
 
     def delete_sample(self, collection: str, sample_id: int, *, actor: str | None = None) -> None:
-        """Delete one sample (scrubbed from disk and removed from the index before returning)."""
+        """Delete one sample: gone from search when this returns (overwritten on disk with the SQLite backend)."""
         with self._lock:
             receipt = self._store.delete_sample(collection, sample_id, self._who(actor))
-            self._forget_samples(collection, receipt)
+            self._backend.samples_removed(collection, receipt, person_deleted=False)
 
     # ------------------------------------------------------------------ search
 
@@ -522,65 +438,6 @@ class Gallery:
             raise InvalidInputError("invalid_input", "query vectors must be finite and non-zero")
         return (mat / norms).astype(np.float32)
 
-    @staticmethod
-    def _search_max(cache: _CollectionIndex, q: npt.NDArray[np.float32], k: int) -> list[list[tuple[int, float, int]]]:
-        """Best ``k`` persons per query scored by their best sample: ``(person, score, sample)``."""
-        n = len(cache.index)
-        want = min(k, len(cache.person_samples))
-        fetch = min(n, max(k * 4, k + 16))
-        while True:
-            ids, scores = cache.index.search(q, fetch)
-            results: list[list[tuple[int, float, int]]] = []
-            complete = True
-            for row in range(q.shape[0]):
-                seen: set[int] = set()
-                hits: list[tuple[int, float, int]] = []
-                for sid, score in zip(ids[row].tolist(), scores[row].tolist(), strict=True):
-                    pid = cache.sample_person.get(sid)
-                    if sid < 0 or pid is None or pid in seen:
-                        continue
-                    seen.add(pid)
-                    hits.append((pid, float(score), sid))
-                    if len(hits) == k:
-                        break
-                complete = complete and len(hits) >= want
-                results.append(hits)
-            if complete or fetch >= n:
-                return results
-            fetch = min(n, fetch * 4)
-
-    def _search_centroid(
-        self, cache: _CollectionIndex, q: npt.NDArray[np.float32], k: int
-    ) -> list[list[tuple[int, float, int]]]:
-        """Best ``k`` persons per query scored against each person's normalised mean template."""
-        if cache.centroids is None:
-            pids = sorted(cache.person_samples)
-            centroid_index = make_index(cache.contract.dim, self._config, size_hint=len(pids))
-            keep: list[int] = []
-            rows: list[npt.NDArray[np.float32]] = []
-            for pid in pids:
-                centroid = self._centroid(cache, cache.person_samples[pid])
-                if centroid is not None:
-                    keep.append(pid)
-                    rows.append(centroid)
-            if keep:
-                centroid_index.add(keep, np.stack(rows))
-            cache.centroids = centroid_index
-        if len(cache.centroids) == 0:
-            return [[] for _ in range(q.shape[0])]
-        ids, scores = cache.centroids.search(q, k)
-        results: list[list[tuple[int, float, int]]] = []
-        for row in range(q.shape[0]):
-            hits = []
-            for pid, score in zip(ids[row].tolist(), scores[row].tolist(), strict=True):
-                sids = sorted(cache.person_samples.get(pid, ()))
-                if pid < 0 or not sids:
-                    continue
-                best = sids[int(np.argmax(cache.index.get(sids) @ q[row]))]
-                hits.append((pid, float(score), best))
-            results.append(hits)
-        return results
-
     def search(
         self,
         collection: str,
@@ -599,16 +456,9 @@ class Gallery:
             raise InvalidInputError("invalid_input", "k must be a positive integer")
         if aggregate not in ("max", "centroid"):
             raise InvalidInputError("invalid_input", f"aggregate must be 'max' or 'centroid', not {aggregate!r}")
-        with self._lock:
-            cache = self._ensure(collection)
-            q = self._queries(vectors, cache.contract)
-            if len(cache.index) == 0:
-                return [[] for _ in range(q.shape[0])]
-            if aggregate == "max":
-                raw = self._search_max(cache, q, int(k))
-            else:
-                raw = self._search_centroid(cache, q, int(k))
-            labels = self._store.person_labels(pid for hits in raw for pid, _, _ in hits)
+        q = self._queries(vectors, self._backend.contract(collection))
+        raw = self._backend.search(collection, q, int(k), aggregate)
+        labels = self._store.person_labels(pid for hits in raw for pid, _, _ in hits)
         out: list[list[Candidate]] = []
         for hits in raw:
             cands = [
@@ -638,7 +488,7 @@ class Gallery:
             col = self._store.import_persons(
                 target, header.contract, header.created_at, reader.persons(), self._who(actor)
             )
-            self._build(target)
+            self._backend.collection_imported(target)
             return col
 
     def stats(self) -> GalleryStats:
@@ -647,19 +497,17 @@ class Gallery:
             cols = self._store.list_collections()
             per = []
             for col in cols:
-                cache = self._caches.get(col.name)
-                per.append(
-                    CollectionStats(
-                        col.name,
-                        col.persons,
-                        col.samples,
-                        len(cache.index) if cache is not None else 0,
-                        cache.index.kind if cache is not None else None,
-                    )
-                )
+                indexed, kind = self._backend.index_info(col.name)
+                per.append(CollectionStats(col.name, col.persons, col.samples, indexed, kind))
             size, wal = self._store.file_sizes()
             return GalleryStats(
-                str(self._store.path), self._store.encrypted, self._store.schema_version, size, wal, tuple(per)
+                str(self._store.path),
+                self._store.encrypted,
+                self._store.schema_version,
+                size,
+                wal,
+                tuple(per),
+                backend=self._backend.kind,
             )
 
     def audit_log(self, collection: str | None = None, limit: int = 100) -> list[AuditEvent]:
@@ -667,11 +515,6 @@ class Gallery:
         return self._store.audit_events(collection, limit)
 
     def check(self) -> list[str]:
-        """Run SQLite integrity checks and decrypt every template; return the problems found."""
-        problems = self._store.integrity_check()
-        for col in self._store.list_collections():
-            try:
-                self._store.load_vectors(col.name).vectors.fill(0.0)
-            except FaceAtlasError as exc:
-                problems.append(f"collection {col.name!r}: {exc.message}")
-        return problems
+        """Run SQLite integrity checks and read every template back; return the problems found."""
+        with self._lock:
+            return self._store.integrity_check() + self._backend.check()

@@ -183,7 +183,7 @@ class CollectionStats:
 
 @dataclass(frozen=True)
 class GalleryStats:
-    """Whole-gallery figures: file, encryption, schema and per-collection sizes."""
+    """Whole-gallery figures: file, backend, encryption, schema and per-collection sizes."""
 
     path: str
     encrypted: bool
@@ -191,6 +191,7 @@ class GalleryStats:
     file_bytes: int
     wal_bytes: int
     collections: tuple[CollectionStats, ...]
+    backend: str = "sqlite"
 
     @property
     def persons(self) -> int:
@@ -206,6 +207,7 @@ class GalleryStats:
         """Serialise as a plain JSON object."""
         return {
             "path": self.path,
+            "backend": self.backend,
             "encrypted": self.encrypted,
             "schema_version": self.schema_version,
             "file_bytes": self.file_bytes,

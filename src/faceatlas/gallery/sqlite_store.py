@@ -1,7 +1,10 @@
 """SQLite persistence for a gallery: one file, WAL, multi-process writers, audit trail, optional encryption.
 
 Templates are stored as little-endian float32 bytes, or sealed with AES-256-GCM when the gallery
-is encrypted (associated data binds each blob to its collection and sample id). Deleted rows are
+is encrypted (associated data binds each blob to its collection and sample id). A store opened with a
+:class:`~faceatlas.gallery.backend.TemplateVault` (the Milvus backend) keeps an empty template in each
+row instead and writes templates to the vault inside its write transactions, before they commit
+(external changes are undone, best effort, when a transaction does not commit). Deleted rows are
 overwritten (``secure_delete``) and the WAL is checkpointed and truncated after every delete, so
 deleted templates do not linger in the files.
 """
@@ -12,6 +15,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -25,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from faceatlas.errors import FaceAtlasError, InvalidInputError, NotFoundError
+from faceatlas.gallery.backend import TemplateVault
 from faceatlas.gallery.crypto import (
     ALGORITHM,
     KdfParams,
@@ -43,6 +48,8 @@ FORMAT_NAME = "faceatlas-gallery"
 APPLICATION_ID = 0x46414741  # "FAGA": marks the SQLite file as a FaceAtlas gallery
 SCHEMA_VERSION = 1
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+INLINE_TEMPLATE_STORE = "sqlite"
+_VAULT_CHUNK = 1000
 
 PersonRef = int | str
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -158,6 +165,17 @@ class LoadedVectors:
     vectors: npt.NDArray[np.float32]
 
 
+@dataclass(frozen=True)
+class CollectionBrief:
+    """What a search needs to know about a collection: id, contract, sample count and persons with samples."""
+
+    id: int
+    name: str
+    contract: EmbeddingContract
+    samples: int
+    persons_with_samples: int
+
+
 @dataclass(frozen=True, eq=False)
 class ExportPerson:
     """One person with its samples, their exact stored template vectors and crops, as streamed for export."""
@@ -221,8 +239,16 @@ class SqliteStore:
         *,
         create: bool = True,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+        vault: TemplateVault | None = None,
     ) -> None:
         self.path = Path(path)
+        if vault is not None and key is not None:
+            raise FaceAtlasError(
+                "gallery_key_unsupported",
+                f"templates kept in {vault.store_kind} must stay searchable, so they cannot be encrypted "
+                f"(key from {key.source}); use the SQLite backend for encryption at rest",
+            )
+        self._vault = vault
         self._lock = threading.RLock()
         self._busy_timeout = float(busy_timeout)
         self._cipher: TemplateCipher | None = None
@@ -240,6 +266,7 @@ class SqliteStore:
             self._configure()
             self.schema_version = self._migrate()
             self._validate_schema()
+            self._check_template_store()
             self._setup_encryption()
         except BaseException:
             self._conn.close()
@@ -339,6 +366,11 @@ class SqliteStore:
     def _initialise_meta(self, cur: sqlite3.Cursor) -> None:
         """Write the identity rows of a new gallery and, with a key, its encryption parameters."""
         rows = {"format": FORMAT_NAME, "created_at": repr(time.time())}
+        if self._vault is None:
+            rows["template_store"] = INLINE_TEMPLATE_STORE
+        else:
+            rows["template_store"] = self._vault.store_kind
+            rows["template_namespace"] = "fa" + secrets.token_hex(6)
         if self._key is not None:
             salt = new_salt()
             params = KdfParams()
@@ -365,6 +397,31 @@ class SqliteStore:
             raise _translate(exc, self.path) from None
         if fmt is None or fmt[0] != FORMAT_NAME:
             raise FaceAtlasError("gallery_corrupt", f"{self.path} is not a FaceAtlas gallery", path=str(self.path))
+
+    def _check_template_store(self) -> None:
+        """Refuse a file whose templates live elsewhere than this store expects, and bind the vault's namespace."""
+        meta = self.meta()
+        stored = meta.get("template_store", INLINE_TEMPLATE_STORE)
+        expected = INLINE_TEMPLATE_STORE if self._vault is None else self._vault.store_kind
+        if stored != expected:
+            raise FaceAtlasError(
+                "gallery_backend_mismatch",
+                f"gallery {self.path} keeps its templates in {stored!r}, not {expected!r}: open it with a "
+                f"{'path or sqlite: URI' if stored == INLINE_TEMPLATE_STORE else 'milvus-lite: or milvus:// URI'}",
+                path=str(self.path),
+            )
+        if self._vault is not None:
+            namespace = meta.get("template_namespace")
+            if not namespace or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{1,63}", namespace):
+                raise FaceAtlasError(
+                    "gallery_corrupt", f"gallery {self.path} has a damaged template namespace", path=str(self.path)
+                )
+            self._vault.bind_namespace(namespace)
+
+    @property
+    def template_store(self) -> str:
+        """Where templates are kept: ``sqlite`` (inline rows) or the vault's kind (e.g. ``milvus``)."""
+        return INLINE_TEMPLATE_STORE if self._vault is None else self._vault.store_kind
 
     def _setup_encryption(self) -> None:
         """Derive the data key and verify it against the stored key check, or refuse a missing/unexpected key."""
@@ -502,6 +559,99 @@ class SqliteStore:
             return False
         return True
 
+    @contextmanager
+    def _vault_write(self) -> Iterator[tuple[sqlite3.Cursor, list[Callable[[], None]]]]:
+        """A write transaction whose vault changes are undone (best effort, newest first) if it does not commit."""
+        undo: list[Callable[[], None]] = []
+        try:
+            with self._write() as cur:
+                yield cur, undo
+        except BaseException:
+            for step in reversed(undo):
+                try:
+                    step()
+                except Exception:
+                    logger.warning("gallery %s: could not undo a template-store change", self.path, exc_info=True)
+            raise
+
+    def _template_blob(self, vec: npt.NDArray[np.float32], collection_id: int, sample_id: int) -> bytes:
+        """The template column of a new row: the (sealed) vector, or empty when a vault keeps templates."""
+        if self._vault is not None:
+            return b""
+        return self._seal(vec.tobytes(), template_aad(collection_id, sample_id))
+
+    def _vault_vectors(self, collection_id: int, sample_ids: Sequence[int], dim: int) -> npt.NDArray[np.float32]:
+        """Fetch templates from the vault in order, failing with ``gallery_corrupt`` if one is missing."""
+        assert self._vault is not None
+        out = np.empty((len(sample_ids), dim), dtype=np.float32)
+        for start in range(0, len(sample_ids), _VAULT_CHUNK):
+            chunk = [int(s) for s in sample_ids[start : start + _VAULT_CHUNK]]
+            got = self._vault.get(collection_id, chunk)
+            for i, sid in enumerate(chunk):
+                vec = got.get(sid)
+                if vec is None or vec.shape != (dim,):
+                    raise FaceAtlasError(
+                        "gallery_corrupt",
+                        f"sample {sid} has no template of dimension {dim} in the {self._vault.store_kind} store",
+                    )
+                out[start + i] = vec
+        return out
+
+    def _vault_add(
+        self,
+        undo: list[Callable[[], None]],
+        collection_id: int,
+        person_id: int,
+        sample_ids: list[int],
+        vectors: list[npt.NDArray[np.float32]],
+        person_samples: list[int],
+    ) -> None:
+        """Write new templates and the person's centroid to the vault, registering how to take them back."""
+        vault = self._vault
+        assert vault is not None
+        before = [s for s in person_samples if s not in set(sample_ids)]
+
+        def take_back() -> None:
+            """Remove the templates again and restore the previous centroid."""
+            vault.delete(collection_id, sample_ids)
+            vault.set_centroids(collection_id, {person_id: before})
+
+        undo.append(take_back)
+        vault.put(collection_id, sample_ids, person_id, np.stack(vectors).astype(np.float32))
+        vault.set_centroids(collection_id, {person_id: person_samples})
+
+    def _vault_remove(
+        self,
+        undo: list[Callable[[], None]],
+        collection_id: int,
+        person_id: int,
+        sample_ids: list[int],
+        remaining: list[int],
+    ) -> None:
+        """Delete templates (and fix the person's centroid) in the vault, keeping copies to restore them."""
+        vault = self._vault
+        assert vault is not None
+        if not sample_ids:
+            vault.set_centroids(collection_id, {person_id: remaining})
+            return
+        kept = vault.get(collection_id, sample_ids)
+
+        def put_back() -> None:
+            """Store the deleted templates again and restore the centroid."""
+            if kept:
+                ids = sorted(kept)
+                vault.put(collection_id, ids, person_id, np.stack([kept[i] for i in ids]))
+            vault.set_centroids(collection_id, {person_id: sorted(remaining + sample_ids)})
+
+        undo.append(put_back)
+        vault.delete(collection_id, sample_ids)
+        vault.set_centroids(collection_id, {person_id: remaining})
+
+    @staticmethod
+    def _sample_ids_of(cur: sqlite3.Cursor, person_id: int) -> list[int]:
+        """Return a person's sample ids, in id order, as the current transaction sees them."""
+        return [int(r[0]) for r in cur.execute("SELECT id FROM samples WHERE person_id = ? ORDER BY id", (person_id,))]
+
     def _audit(
         self,
         cur: sqlite3.Cursor,
@@ -577,7 +727,8 @@ class SqliteStore:
             raise InvalidInputError("invalid_input", "dim must be a positive integer")
         _check_text(contract.preprocessing, "preprocessing", 256)
         now = time.time()
-        with self._write() as cur:
+        pinned = EmbeddingContract(contract.model_id, sha or "", contract.dim, contract.preprocessing)
+        with self._vault_write() as (cur, undo):
             if cur.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone():
                 raise FaceAtlasError("conflict", f"collection {name!r} already exists", collection=name)
             cur.execute(
@@ -587,8 +738,11 @@ class SqliteStore:
             )
             cid = int(cur.lastrowid or 0)
             self._audit(cur, actor, "create_collection", name)
+            vault = self._vault
+            if vault is not None:
+                undo.append(lambda: vault.drop_collection(cid))
+                vault.create_collection(cid, pinned)
         logger.info("created collection %r (model %s, dim %d)", name, contract.model_id, contract.dim)
-        pinned = EmbeddingContract(contract.model_id, sha or "", contract.dim, contract.preprocessing)
         return Collection(cid, name, now, pinned)
 
     def get_collection(self, name: str) -> Collection:
@@ -622,6 +776,8 @@ class SqliteStore:
             row = self._collection_row(cur, name)
             cid, gen = int(row[0]), int(row[7])
             sample_ids = [int(r[0]) for r in cur.execute("SELECT id FROM samples WHERE collection_id = ?", (cid,))]
+            if self._vault is not None:  # not undoable: a failed commit leaves rows without templates (see check)
+                self._vault.drop_collection(cid)
             cur.execute("DELETE FROM collections WHERE id = ?", (cid,))
             self._audit(cur, actor, "delete_collection", name, None, sample_ids)
         self.checkpoint()
@@ -725,13 +881,57 @@ class SqliteStore:
                     out[int(pid)] = (str(ext), name)
         return out
 
+    def collection_brief(self, name: str) -> CollectionBrief:
+        """Return a collection's id, contract, sample count and number of persons with samples."""
+        with self._read() as cur:
+            crow = self._collection_row(cur, name)
+            cid = int(crow[0])
+            n, persons = cur.execute(
+                "SELECT count(*), count(DISTINCT person_id) FROM samples WHERE collection_id = ?", (cid,)
+            ).fetchone()
+        contract = EmbeddingContract(str(crow[3]), str(crow[4]), int(crow[5]), str(crow[6]))
+        return CollectionBrief(cid, name, contract, int(n), int(persons))
+
+    def sample_owners(self, collection_id: int, sample_ids: Iterable[int]) -> dict[int, int]:
+        """Return ``sample id -> person id`` for the given samples that exist in the collection."""
+        ids = sorted({int(s) for s in sample_ids})
+        out: dict[int, int] = {}
+        with self._read() as cur:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for sid, pid in cur.execute(
+                    f"SELECT id, person_id FROM samples WHERE collection_id = ? AND id IN ({marks})",  # noqa: S608
+                    [collection_id, *chunk],
+                ):
+                    out[int(sid)] = int(pid)
+        return out
+
+    def person_sample_ids(self, collection_id: int, person_ids: Iterable[int]) -> dict[int, list[int]]:
+        """Return ``person id -> sample ids`` (in id order) for the given persons that have samples."""
+        ids = sorted({int(p) for p in person_ids})
+        out: dict[int, list[int]] = {}
+        with self._read() as cur:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for sid, pid in cur.execute(
+                    f"SELECT id, person_id FROM samples WHERE collection_id = ? AND person_id IN ({marks}) "  # noqa: S608
+                    "ORDER BY id",
+                    [collection_id, *chunk],
+                ):
+                    out.setdefault(int(pid), []).append(int(sid))
+        return out
+
     def delete_person(self, collection: str, person: PersonRef, actor: str) -> WriteReceipt:
         """Delete a person with all its samples and crops, then scrub the WAL."""
-        with self._write() as cur:
+        with self._vault_write() as (cur, undo):
             crow = self._collection_row(cur, collection)
             cid, gen = int(crow[0]), int(crow[7])
             pid = int(self._person_row(cur, cid, collection, person)[0])
-            sample_ids = [int(r[0]) for r in cur.execute("SELECT id FROM samples WHERE person_id = ?", (pid,))]
+            sample_ids = self._sample_ids_of(cur, pid)
+            if self._vault is not None:
+                self._vault_remove(undo, cid, pid, sample_ids, [])
             cur.execute("DELETE FROM persons WHERE id = ?", (pid,))
             new_gen = gen
             if sample_ids:
@@ -756,7 +956,7 @@ class SqliteStore:
     ) -> WriteReceipt:
         """Store samples for a person in one transaction (checking the collection's contract) and return their ids."""
         now = time.time()
-        with self._write() as cur:
+        with self._vault_write() as (cur, undo):
             crow = self._collection_row(cur, collection)
             cid, dim, gen = int(crow[0]), int(crow[5]), int(crow[7])
             if model_id is not None and model_id != crow[3]:
@@ -769,6 +969,7 @@ class SqliteStore:
             pid = int(self._person_row(cur, cid, collection, person)[0])
             next_id = self._next_sample_id(cur)
             ids: list[int] = []
+            vectors: list[npt.NDArray[np.float32]] = []
             for offset, item in enumerate(samples):
                 vec = np.asarray(item.vector, dtype="<f4").reshape(-1)
                 if vec.shape[0] != dim:
@@ -780,7 +981,7 @@ class SqliteStore:
                     "image_sha256, created_at, template) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         sid, cid, pid, item.quality, item.detection_score, box, item.image_sha256, now,
-                        self._seal(vec.tobytes(), template_aad(cid, sid)),
+                        self._template_blob(vec, cid, sid),
                     ),
                 )
                 if item.crop is not None:
@@ -789,6 +990,9 @@ class SqliteStore:
                         (sid, self._seal(bytes(item.crop), crop_aad(cid, sid))),
                     )
                 ids.append(sid)
+                vectors.append(vec)
+            if self._vault is not None and ids:
+                self._vault_add(undo, cid, pid, ids, vectors, self._sample_ids_of(cur, pid))
             new_gen = gen + 1 if ids else gen
             if ids:
                 cur.execute("UPDATE collections SET generation = ? WHERE id = ?", (new_gen, cid))
@@ -800,7 +1004,7 @@ class SqliteStore:
         """Delete one sample (and its crop), then scrub the WAL."""
         if isinstance(sample_id, bool) or not isinstance(sample_id, (int, np.integer)):
             raise InvalidInputError("invalid_input", "sample_id must be an integer")
-        with self._write() as cur:
+        with self._vault_write() as (cur, undo):
             crow = self._collection_row(cur, collection)
             cid, gen = int(crow[0]), int(crow[7])
             row = cur.execute(
@@ -808,6 +1012,10 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 raise NotFoundError(f"sample {sample_id} not found in collection {collection!r}", collection=collection)
+            if self._vault is not None:
+                pid = int(row[0])
+                remaining = [s for s in self._sample_ids_of(cur, pid) if s != int(sample_id)]
+                self._vault_remove(undo, cid, pid, [int(sample_id)], remaining)
             cur.execute("DELETE FROM samples WHERE id = ?", (int(sample_id),))
             cur.execute("UPDATE collections SET generation = ? WHERE id = ?", (gen + 1, cid))
             self._audit(cur, actor, "delete_sample", collection, int(row[0]), [int(sample_id)])
@@ -842,7 +1050,11 @@ class SqliteStore:
             raise NotFoundError(f"sample {sample_id} not found in collection {collection!r}", collection=collection)
         template = None
         if include_template:
-            template = Template(self._decode_template(row[8], cid, int(row[0]), dim), model_id)
+            if self._vault is not None:
+                vec = self._vault_vectors(cid, [int(row[0])], dim)[0]
+            else:
+                vec = self._decode_template(row[8], cid, int(row[0]), dim)
+            template = Template(vec, model_id)
         return self._sample_from_row(row, collection, template)
 
     def list_samples(self, collection: str, person: PersonRef) -> list[Sample]:
@@ -883,8 +1095,11 @@ class SqliteStore:
                 "SELECT id, person_id, template FROM samples WHERE collection_id = ? ORDER BY id", (cid,)
             ):
                 sids[i], pids[i] = sid, pid
-                vecs[i] = self._decode_template(blob, cid, int(sid), dim)
+                if self._vault is None:
+                    vecs[i] = self._decode_template(blob, cid, int(sid), dim)
                 i += 1
+            if self._vault is not None and i:
+                vecs[:i] = self._vault_vectors(cid, sids[:i].tolist(), dim)
         contract = EmbeddingContract(str(crow[3]), str(crow[4]), dim, str(crow[6]))
         return LoadedVectors(cid, gen, contract, sids[:i], pids[:i], vecs[:i])
 
@@ -906,7 +1121,10 @@ class SqliteStore:
                     (prow[0],),
                 ).fetchall()
                 samples = tuple(self._sample_from_row(r, collection) for r in rows)
-                vectors = tuple(self._decode_template(r[8], cid, int(r[0]), dim) for r in rows)
+                if self._vault is not None:
+                    vectors = tuple(self._vault_vectors(cid, [int(r[0]) for r in rows], dim))
+                else:
+                    vectors = tuple(self._decode_template(r[8], cid, int(r[0]), dim) for r in rows)
                 crops = tuple(None if r[9] is None else self._open_blob(r[9], crop_aad(cid, int(r[0]))) for r in rows)
                 yield ExportPerson(self._person_from_row(prow, collection, len(samples)), samples, vectors, crops)
 
@@ -920,7 +1138,7 @@ class SqliteStore:
     ) -> Collection:
         """Create a collection and fill it from ``persons`` atomically (all or nothing)."""
         _check_text(name, "collection name", 256)
-        with self._write() as cur:
+        with self._vault_write() as (cur, undo):
             if cur.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone():
                 raise FaceAtlasError("conflict", f"collection {name!r} already exists", collection=name)
             cur.execute(
@@ -929,6 +1147,10 @@ class SqliteStore:
                 (name, created_at, contract.model_id, contract.model_sha256, contract.dim, contract.preprocessing),
             )
             cid = int(cur.lastrowid or 0)
+            vault = self._vault
+            if vault is not None:
+                undo.append(lambda: vault.drop_collection(cid))
+                vault.create_collection(cid, contract)
             n_persons = n_samples = 0
             for person, samples in persons:
                 cur.execute(
@@ -938,6 +1160,8 @@ class SqliteStore:
                 )
                 pid = int(cur.lastrowid or 0)
                 n_persons += 1
+                person_ids: list[int] = []
+                person_vectors: list[npt.NDArray[np.float32]] = []
                 for item, sample_created_at in samples:
                     vec = np.asarray(item.vector, dtype="<f4").reshape(-1)
                     if vec.shape[0] != contract.dim:
@@ -950,15 +1174,20 @@ class SqliteStore:
                             sid, cid, pid, item.quality, item.detection_score,
                             json.dumps(item.box.to_list()) if item.box is not None else None,
                             item.image_sha256, sample_created_at,
-                            self._seal(vec.tobytes(), template_aad(cid, sid)),
+                            self._template_blob(vec, cid, sid),
                         ),
                     )
+                    person_ids.append(sid)
+                    person_vectors.append(vec)
                     if item.crop is not None:
                         cur.execute(
                             "INSERT INTO crops (sample_id, data) VALUES (?, ?)",
                             (sid, self._seal(bytes(item.crop), crop_aad(cid, sid))),
                         )
                     n_samples += 1
+                if vault is not None and person_ids:
+                    vault.put(cid, person_ids, pid, np.stack(person_vectors).astype(np.float32))
+                    vault.set_centroids(cid, {pid: person_ids})
             self._audit(cur, actor, "import_collection", name)
         logger.info("imported collection %r: %d persons, %d samples", name, n_persons, n_samples)
         return Collection(cid, name, created_at, contract, n_persons, n_samples)
