@@ -78,3 +78,16 @@ def test_warp_puts_marked_pixels_on_template() -> None:
         patch = crop[int(round(y)) - 1 : int(round(y)) + 2, int(round(x)) - 1 : int(round(x)) + 2]
         assert patch[:, :, 1].max() > 150, f"landmark {i} not at template position"
         assert abs(int(patch[:, :, 0].max()) - 50 * (i + 1)) < 40
+
+
+def test_dlib_template_scales_and_maps() -> None:
+    from faceatlas.align import DLIB_150, template_points
+
+    np.testing.assert_allclose(template_points("dlib150"), DLIB_150)
+    np.testing.assert_allclose(template_points("arcface112", 224), ARCFACE_112 * 2)
+    src = DLIB_150 * 0.5 + 10
+    crop = align_face(np.zeros((200, 200, 3), np.uint8), src, 150, "dlib150")
+    assert crop.shape == (150, 150, 3)
+    np.testing.assert_allclose(transform_points(alignment_matrix(src, 150, "dlib150"), src), DLIB_150, atol=1e-6)
+    with pytest.raises(ValueError):
+        template_points("nope")

@@ -160,6 +160,11 @@ def test_status_lists_every_model(models_dir: Path, tmp_path: Path) -> None:
 
 def test_manifest_entries_are_complete() -> None:
     for spec in BUILTIN_MODELS:
+        if spec.architecture == "ensemble":
+            assert spec.members and all(m.removesuffix("+flip") in {s.name for s in BUILTIN_MODELS} for m, _ in spec.members)
+            continue
         assert len(spec.sha256) == 64 and spec.license and spec.sources
         if spec.task == "recognition":
-            assert spec.dim and spec.template == "arcface112" and spec.default_threshold is not None
+            from faceatlas.align import TEMPLATES
+
+            assert spec.dim and spec.template in TEMPLATES and spec.default_threshold is not None

@@ -20,14 +20,30 @@ ARCFACE_112 = np.array(
     dtype=np.float64,
 )
 
-TEMPLATES: dict[str, npt.NDArray[np.float64]] = {"arcface112": ARCFACE_112}
+#: Where the same five landmarks sit in dlib's 150×150 face chip (padding 0.25). Measured, not guessed:
+#: YuNet landmarks of 140 LFW faces mapped through dlib's own chip transform (its detector and 5-point model)
+#: and averaged; warping with this template reproduces dlib.get_face_chip to within 0.7 grey levels on average.
+DLIB_150 = np.array(
+    [
+        [47.683, 44.596],
+        [100.818, 44.749],
+        [73.903, 76.723],
+        [51.513, 102.712],
+        [97.092, 102.976],
+    ],
+    dtype=np.float64,
+)
+
+#: Templates and the crop size their coordinates refer to.
+TEMPLATES: dict[str, tuple[npt.NDArray[np.float64], int]] = {"arcface112": (ARCFACE_112, 112), "dlib150": (DLIB_150, 150)}
 
 
-def template_points(name: str = "arcface112", size: int = 112) -> npt.NDArray[np.float64]:
-    """Landmark template for a square crop of ``size`` pixels (scaled from the 112 reference)."""
+def template_points(name: str = "arcface112", size: int | None = None) -> npt.NDArray[np.float64]:
+    """Landmark template for a square crop of ``size`` pixels (default: the template's own size)."""
     if name not in TEMPLATES:
         raise ValueError(f"unknown alignment template {name!r}")
-    return TEMPLATES[name] * (size / 112.0)
+    points, native = TEMPLATES[name]
+    return points * ((size or native) / float(native))
 
 
 def similarity_transform(src: npt.ArrayLike, dst: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -57,7 +73,9 @@ def similarity_transform(src: npt.ArrayLike, dst: npt.ArrayLike) -> npt.NDArray[
     return mat
 
 
-def alignment_matrix(landmarks: npt.ArrayLike, size: int = 112, template: str = "arcface112") -> npt.NDArray[np.float64]:
+def alignment_matrix(
+    landmarks: npt.ArrayLike, size: int = 112, template: str = "arcface112"
+) -> npt.NDArray[np.float64]:
     """Affine matrix taking image coordinates to the aligned crop for five landmarks."""
     return similarity_transform(landmarks, template_points(template, size))
 

@@ -11,7 +11,6 @@ import numpy as np
 import numpy.typing as npt
 
 from . import config
-from .align import align_face
 from .detect import OnnxDetector, SelectPolicy, create_detector, select_face
 from .detect.base import check_face_index
 from .embed import CropEmbedder, create_embedder
@@ -101,7 +100,8 @@ class FaceAtlas:
         """Load both models and run them once so the first real call is not slow."""
         blank = LoadedImage(np.zeros((64, 64, 3), np.uint8), "<warmup>")
         self.detector.detect(blank)
-        self.embedder.embed_crops(np.zeros((1, 112, 112, 3), np.uint8))
+        marks = np.array([[40, 50], [88, 50], [64, 75], [45, 95], [83, 95]], np.float32)
+        self.embedder.embed_faces([(np.zeros((128, 128, 3), np.uint8), marks)])
 
     # -- stages ---------------------------------------------------------------------------------------------
 
@@ -115,10 +115,10 @@ class FaceAtlas:
         return [Face(det, i) for i, det in enumerate(self.detector.detect(loaded))]
 
     def align(self, image: ImageInput, face: Face | Detection, *, color: ColorOrder | None = None) -> npt.NDArray[np.uint8]:
-        """The 112×112 RGB canonical crop of one face."""
+        """The canonical RGB crop of one face (the 112×112 ArcFace crop, or the embedder's own alignment)."""
         loaded = self.load(image, color)
         det = face.detection if isinstance(face, Face) else face
-        return align_face(loaded.rgb, det.landmarks, self.embedder.size[0])
+        return self.embedder.align(loaded.rgb, det.landmarks)
 
     def embed(
         self,
@@ -173,8 +173,7 @@ class FaceAtlas:
     def _attach_templates(self, per_image: Sequence[tuple[LoadedImage, list[Face]]]) -> list[list[Face]]:
         """Align every face, embed all crops in one batched call and return faces carrying templates."""
         emb = self.embedder
-        crops = [align_face(img.rgb, f.landmarks, emb.size[0]) for img, faces in per_image for f in faces]
-        vectors = emb.embed_crops(np.stack(crops)) if crops else np.zeros((0, emb.dim), np.float32)
+        vectors = emb.embed_faces([(img.rgb, f.landmarks) for img, faces in per_image for f in faces])
         out: list[list[Face]] = []
         k = 0
         for _, faces in per_image:

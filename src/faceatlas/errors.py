@@ -96,6 +96,8 @@ ERROR_CODES: dict[str, str] = {
     "gallery_busy": "the gallery stayed locked by another writer past the busy timeout",
     "gallery_readonly": "the gallery file or folder is not writable",
     "gallery_closed": "the gallery was used after close()",
+    "gallery_key_unsupported": "a Milvus gallery cannot take an encryption key (its templates must stay searchable)",
+    "gallery_backend_mismatch": "the gallery keeps its templates in another backend than the URI asks for",
     "gallery_error": "the database reported an unexpected error",
     "import_invalid": "an export file is damaged or of another format",
     "index_unavailable": "the approximate index library is not installed",

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NotFoundError
+from .align import ARCFACE_112
+from .errors import FaceAtlasError, NotFoundError
 from .types import Template
 
 
@@ -16,6 +17,12 @@ def reembed_collection(rec: Any, source: str, target: str) -> tuple[int, int]:
 
     g = rec.gallery
     g.get_collection(source)
+    emb = rec.atlas.embedder
+    members = getattr(emb, "members", [(emb, 1.0)])
+    if any(m.template != "arcface112" for m, _ in members):
+        raise FaceAtlasError(
+            "reembed_unsupported", f"{emb.model_id} aligns faces differently from the stored 112×112 crops; re-enrol from photos"
+        )
     rec.ensure_collection(target)
     moved = missing = 0
     for person in g.list_persons(source):
@@ -34,7 +41,7 @@ def reembed_collection(rec: Any, source: str, target: str) -> tuple[int, int]:
             kept.append((s, data))
         if not crops:
             continue
-        vectors = rec.atlas.embedder.embed_crops(np.stack(crops))
+        vectors = emb.embed_faces([(c, ARCFACE_112) for c in crops])
         try:
             new_person = g.get_person(target, person.external_id)
         except NotFoundError:

@@ -343,7 +343,7 @@ image: ImageInput,
         )
     if det.score < gates.min_det_score:
         raise FaceAtlasError("low_detection_score", f"{name}: detection score {det.score:.2f} < {gates.min_det_score}")
-    crop = align_face(loaded.rgb, det.landmarks, atlas.embedder.size[0])
+    crop = align_face(loaded.rgb, det.landmarks)  # canonical 112 crop: quality and (optionally) kept for re-embedding
     q = face_quality(det, crop)
     if q.score < gates.min_quality:
         raise FaceAtlasError(
@@ -351,7 +351,7 @@ image: ImageInput,
             f"{name}: quality {q.score:.2f} < {gates.min_quality} (size {q.size:.2f}, sharpness {q.sharpness:.2f}, "
             f"frontal {q.frontal:.2f}, confidence {q.confidence:.2f})",
         )
-    vec = atlas.embedder.embed_crops(crop[None])[0]
+    vec = atlas.embedder.embed_faces([(loaded.rgb, det.landmarks)])[0]
     template = Template(vec, atlas.embedder.model_id)
     return PreparedFace(name, Face(det, idx, template, q.score), template, q.score, digest, crop)
 

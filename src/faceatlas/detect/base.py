@@ -41,11 +41,14 @@ class Pass:
 
     scale: float
     region: tuple[int, int, int, int]
-    canvas: int
+    canvas: tuple[int, int]  # network input (width, height)
 
 
 class OnnxDetector:
     """Base class of ONNX face detectors; subclasses implement ``_decode``. Thread-safe."""
+
+    #: Bump when the pass/canvas policy changes what a detector returns (invalidates evaluation caches).
+    POLICY_VERSION = "2"
 
     def __init__(
         self,
@@ -65,6 +68,7 @@ class OnnxDetector:
         self.spec = spec
         self.name = spec.name
         self.model_sha256 = spec.sha256
+        self.runtime_sha256 = resolved.runtime_sha256
         self.session: Any = create_session(resolved.runtime_path, threads)
         self.input_name: str = self.session.get_inputs()[0].name
         fixed = spec.input.size
@@ -82,8 +86,8 @@ class OnnxDetector:
     def detect(self, image: LoadedImage) -> list[Detection]:
         """All faces in the image, highest score first, in original image coordinates."""
         w, h = image.width, image.height
-        canvas = self._canvas_for(w, h)
-        fit = min(canvas / w, canvas / h)
+        fit = min(self.canvas / w, self.canvas / h, 1.0 if self.dynamic else math.inf)
+        canvas = self._canvas_for(w * fit, h * fit)
         passes = [Pass(fit, (0, 0, w, h), canvas)]
         if self.multiscale and fit < 0.75:
             passes += self._tile_passes(w, h)
@@ -111,11 +115,11 @@ class OnnxDetector:
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _canvas_for(self, w: int, h: int) -> int:
-        """Network input side: fixed by the model, or the image's longer side rounded up to 32 (capped)."""
+    def _canvas_for(self, w: float, h: float) -> tuple[int, int]:
+        """Network input (width, height): fixed by the model, or the resized image rounded up to 32 (at least 64)."""
         if not self.dynamic:
-            return self.canvas
-        return int(min(self.canvas, max(64, math.ceil(max(w, h) / 32) * 32)))
+            return self.canvas, self.canvas
+        return max(64, math.ceil(round(w) / 32) * 32), max(64, math.ceil(round(h) / 32) * 32)
 
     def _tile_passes(self, w: int, h: int) -> list[Pass]:
         """Overlapping tiles at up to native resolution, so small faces in big photos stay findable."""
@@ -129,7 +133,8 @@ class OnnxDetector:
             if len(xs) * len(ys) <= self.max_tiles or scale < 0.05:
                 break
             scale *= 0.85
-        return [Pass(scale, (x0, y0, min(w, x0 + tile), min(h, y0 + tile)), self.canvas) for y0 in ys for x0 in xs]
+        side = (self.canvas, self.canvas)
+        return [Pass(scale, (x0, y0, min(w, x0 + tile), min(h, y0 + tile)), side) for y0 in ys for x0 in xs]
 
     def _needs_zoom_out(self, raw: RawDetections, w: int, h: int) -> bool:
         """A second, zoomed-out pass is needed when nothing was found or a face nearly fills the frame."""
@@ -144,14 +149,15 @@ class OnnxDetector:
 
         x0, y0, x1, y1 = p.region
         rw, rh = max(1, int(round((x1 - x0) * p.scale))), max(1, int(round((y1 - y0) * p.scale)))
-        rw, rh = min(rw, p.canvas), min(rh, p.canvas)
+        cw, ch = p.canvas
+        rw, rh = min(rw, cw), min(rh, ch)
         crop = image.rgb[y0:y1, x0:x1]
         interp = cv2.INTER_AREA if p.scale < 1 else cv2.INTER_LINEAR
         resized = crop if (rw, rh) == (crop.shape[1], crop.shape[0]) else cv2.resize(crop, (rw, rh), interpolation=interp)
-        canvas = np.zeros((p.canvas, p.canvas, 3), np.uint8)
+        canvas = np.zeros((ch, cw, 3), np.uint8)
         canvas[:rh, :rw] = resized
         outputs = self.session.run(list(self.spec.outputs), {self.input_name: self._preprocess(canvas)})
-        raw = self._decode(outputs, p.canvas, p.canvas)
+        raw = self._decode(outputs, cw, ch)
         keep = raw.scores >= self.score_threshold
         if (x0, y0, x1, y1) != (0, 0, image.width, image.height):
             keep &= _away_from_inner_edges(raw.boxes, rw, rh, (x0 > 0, y0 > 0, x1 < image.width, y1 < image.height))

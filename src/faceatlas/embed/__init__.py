@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ModelError
 from ..models import ModelStore
 from .base import CropEmbedder
+from .dlib import DlibEmbedder
 from .ensemble import EnsembleEmbedder
 from .onnx import OnnxEmbedder
 from .tflite import TfliteEmbedder
@@ -21,6 +22,8 @@ def create_embedder(name: str, store: ModelStore, *, threads: int | None = None,
         return OnnxEmbedder(store, spec, threads=threads, flip=flip)
     if spec.architecture == "tflite":
         return TfliteEmbedder(store, spec, threads=threads, flip=flip)
+    if spec.architecture == "dlib":
+        return DlibEmbedder(store, spec, threads=threads, flip=flip)
     if spec.architecture == "ensemble":
         if flip:
             raise ModelError("model_invalid", f"set flip per member of ensemble {name!r}, not on the ensemble")
@@ -38,4 +41,13 @@ def member_ids(name: str, store: ModelStore) -> list[str]:
     return [n for m, _ in spec.members for n in member_ids(m, store)]
 
 
-__all__ = ["CropEmbedder", "Embedder", "EnsembleEmbedder", "OnnxEmbedder", "TfliteEmbedder", "create_embedder", "member_ids"]
+__all__ = [
+    "CropEmbedder",
+    "DlibEmbedder",
+    "Embedder",
+    "EnsembleEmbedder",
+    "OnnxEmbedder",
+    "TfliteEmbedder",
+    "create_embedder",
+    "member_ids",
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -18,6 +20,7 @@ class CropEmbedder:
     dim: int
     size: tuple[int, int]
     flip: bool
+    template: str = "arcface112"
 
     def _setup(self, spec: ModelSpec, flip: bool) -> None:
         """Set the attributes every embedder exposes from its manifest entry."""
@@ -28,6 +31,19 @@ class CropEmbedder:
         self.model_sha256 = spec.sha256
         self.dim = spec.dim
         self.size = spec.input.size
+        self.template = spec.template or "arcface112"
+
+    def align(self, rgb: npt.NDArray[np.uint8], landmarks: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+        """This model's aligned crop of one face (its template and input size)."""
+        from ..align import align_face
+
+        return align_face(rgb, landmarks, self.size[0], self.template)
+
+    def embed_faces(self, faces: Sequence[tuple[npt.NDArray[np.uint8], npt.ArrayLike]]) -> npt.NDArray[np.float32]:
+        """Templates (N, dim) for faces given as (RGB image, five landmarks); each model aligns its own way."""
+        if not faces:
+            return np.zeros((0, self.dim), np.float32)
+        return self.embed_crops(np.stack([self.align(rgb, lms) for rgb, lms in faces]))
 
     def embed_crops(self, crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Templates (N, dim), L2-normalised, for aligned RGB uint8 crops of the model's input size."""

@@ -8,6 +8,7 @@ single template everywhere (verification, galleries, clustering).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -23,23 +24,33 @@ class EnsembleEmbedder(CropEmbedder):
     def __init__(self, spec: ModelSpec, members: list[tuple[CropEmbedder, float]]) -> None:
         if not members:
             raise InvalidInputError("invalid_input", "an ensemble needs at least one member")
-        sizes = {m.size for m, _ in members}
-        if len(sizes) != 1:
-            raise InvalidInputError("invalid_input", f"ensemble members need one crop size, got {sorted(sizes)}")
         self.spec = spec
         self.members = members
         self.flip = False
         self.model_id = spec.name
-        self.size = next(iter(sizes))
+        self.size = members[0][0].size
+        self.template = members[0][0].template
         self.dim = sum(m.dim for m, _ in members)
         parts = [f"{m.model_id}:{m.model_sha256}:{w:.6g}" for m, w in members]
         self.model_sha256 = hashlib.sha256("|".join(parts).encode()).hexdigest()
         total = sum(w for _, w in members)
         self._scales = [float(np.sqrt(w / total)) for _, w in members]
 
+    def embed_faces(self, faces: Sequence[tuple[npt.NDArray[np.uint8], npt.ArrayLike]]) -> npt.NDArray[np.float32]:
+        """Fused unit templates; each member aligns the faces with its own template."""
+        if not faces:
+            return np.zeros((0, self.dim), np.float32)
+        return self._fuse([m.embed_faces(faces) for m, _ in self.members])
+
     def embed_crops(self, crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """Fused unit templates: concatenated, weight-scaled member templates."""
-        parts = [m.embed_crops(crops) * s for (m, _), s in zip(self.members, self._scales, strict=True)]
+        """Fused templates from crops (only when every member uses the same alignment and size)."""
+        if len({(m.template, m.size) for m, _ in self.members}) != 1:
+            raise InvalidInputError("invalid_input", "this ensemble's members align differently: use embed_faces")
+        return self._fuse([m.embed_crops(crops) for m, _ in self.members])
+
+    def _fuse(self, member_vectors: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+        """Weighted concatenation of member templates, re-normalised."""
+        parts = [v * s for v, s in zip(member_vectors, self._scales, strict=True)]
         fused = np.concatenate(parts, axis=1)
         norms = np.linalg.norm(fused, axis=1, keepdims=True)
         return (fused / np.maximum(norms, 1e-12)).astype(np.float32)

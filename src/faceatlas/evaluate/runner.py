@@ -123,9 +123,7 @@ def _embed_chunk(
 
     Returns (row, template or None, face count, landmarks of the chosen face or zeros).
     """
-    from ..align import align_face
-
-    crops, owners, counts, marks = [], [], [], []
+    faces, owners, counts, marks = [], [], [], []
     for path, row in zip(paths, rows, strict=True):
         lms = np.zeros((5, 2), np.float32)
         try:
@@ -144,9 +142,9 @@ def _embed_chunk(
         counts.append(int(count))
         marks.append(np.asarray(lms, np.float32))
         if has_face:
-            crops.append(align_face(img.rgb, lms, atlas.embedder.size[0]))
+            faces.append((img.rgb, lms))
             owners.append(len(counts) - 1)
-    vecs = atlas.embedder.embed_crops(np.stack(crops)) if crops else np.zeros((0, atlas.embedder.dim), np.float32)
+    vecs = atlas.embedder.embed_faces(faces)
     by_owner = dict(zip(owners, vecs, strict=True))
     return [(row, by_owner.get(j), counts[j], marks[j]) for j, row in enumerate(rows)]
 
@@ -162,7 +160,8 @@ def _stamp(path: Path) -> str:
 
 def _detector_config(atlas: Any, select: str) -> list[str]:
     """What decides which face (and landmarks) an image yields."""
-    return [atlas.detector_name, f"{atlas.det_score:.3f}", select, str(atlas.multiscale)]
+    det = atlas.detector
+    return [atlas.detector_name, det.runtime_sha256, det.POLICY_VERSION, f"{atlas.det_score:.3f}", select, str(atlas.multiscale)]
 
 
 def _template_config(atlas: Any, select: str) -> list[str]:

