@@ -149,3 +149,14 @@ def test_import_does_no_work() -> None:
 
     code = "import sys, faceatlas; assert 'onnxruntime' not in sys.modules and 'cv2' not in sys.modules; print('ok')"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "ok"
+
+
+def test_operating_point_from_shipped_calibration(atlas, lfw_dir: Path) -> None:
+    v = atlas.verify(lfw("Abel_Pacheco", 1), lfw("Abel_Pacheco", 4), threshold="far=1e-3")
+    assert v.threshold_source.startswith("far=0.001") and "lfw/images" in v.threshold_source
+    assert 0.3 < v.threshold < 0.45 and v.same
+    assert v.far is not None and v.far < 1e-3  # a genuine pair scores far above the 1e-3 operating point
+    strict = atlas.verify(lfw("Abel_Pacheco", 1), lfw("Abel_Pacheco", 4), threshold="far=1e-6")
+    assert strict.threshold > v.threshold
+    impostor = atlas.verify(lfw("Abel_Pacheco", 1), lfw("Aaron_Eckhart", 1))
+    assert impostor.far is not None and impostor.far > 1e-3

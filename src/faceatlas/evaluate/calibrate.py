@@ -66,8 +66,9 @@ def calibrate_folder(
     impostor, genuine = all_pair_scores(ts.vectors[keep], kept_labels)
     if len(impostor) == 0:
         raise InvalidInputError("invalid_input", "no impostor pairs: faces were found for fewer than two people")
+    label = "/".join(folder.resolve().parts[-2:])
     source = (
-        f"{folder.name}: {len(keep)} images with a face ({len(paths) - len(keep)} without), "
+        f"{label}: {len(keep)} images with a face ({len(paths) - len(keep)} without), "
         f"{len(set(kept_labels))} people, all {len(impostor)} impostor pairs; select={select}, detector={atlas.detector_name}"
     )
     return Calibration.from_scores(atlas.model_id, impostor, genuine, source=source)
