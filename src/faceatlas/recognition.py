@@ -78,7 +78,12 @@ class Recognizer:
             coll = self.gallery.get_collection(name)
         except NotFoundError:
             emb = self.atlas.embedder
-            return self.gallery.create_collection(name, emb.model_id, emb.model_sha256, emb.dim, PREPROCESSING_VERSION)
+            try:
+                return self.gallery.create_collection(name, emb.model_id, emb.model_sha256, emb.dim, PREPROCESSING_VERSION)
+            except FaceAtlasError as exc:
+                if exc.code != "conflict":
+                    raise
+                coll = self.gallery.get_collection(name)  # another process created it first
         self._check_contract(coll)
         return coll
 
@@ -166,7 +171,12 @@ class Recognizer:
         if existing is None:
             if not keep:
                 return Enrolment(coll.name, -1, person, (), (), tuple(rejected))
-            existing = self.gallery.add_person(coll.name, person, name=name, metadata=metadata, actor=actor)
+            try:
+                existing = self.gallery.add_person(coll.name, person, name=name, metadata=metadata, actor=actor)
+            except FaceAtlasError as exc:
+                if exc.code != "conflict":
+                    raise
+                existing = self.gallery.get_person(coll.name, person)  # created concurrently by another writer
         ids = self.gallery.add_samples(
             coll.name,
             existing.id,

@@ -1,0 +1,280 @@
+"""The work behind the endpoints: one FaceAtlas and one Recognizer per process, CPU work on a bounded pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..atlas import FaceAtlas
+from ..errors import FaceAtlasError, ImageError, NotFoundError
+from ..images import LoadedImage, load_image
+from ..match import OperatingPoint, resolve_threshold
+from ..recognition import PreparedFace, Recognizer, default_gallery_path
+from ..types import Face, Rejection, Template
+from .errors import ApiError
+from .inputs import Upload
+from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def open_gallery(path: str | None) -> Any:
+    """Open (creating when needed) the gallery the server works on."""
+    from ..gallery import Gallery
+
+    target = path or default_gallery_path()
+    if "://" not in target and not target.startswith(("milvus-lite:", "sqlite:")):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    return Gallery.open(target)
+
+
+def session_threads(settings: ServerSettings) -> int:
+    """Threads per model session so that workers × concurrent jobs × threads does not oversubscribe the cores."""
+    from ..config import default_threads
+
+    return max(1, default_threads() // (settings.workers * settings.jobs))
+
+
+class Service:
+    """Detection, verification, enrolment and identification for the endpoints; thread-safe."""
+
+    def __init__(self, settings: ServerSettings, atlas: FaceAtlas | None = None, gallery: Any = None) -> None:
+        self.settings = settings
+        self.atlas = atlas or FaceAtlas(
+            settings.detector,
+            settings.embedder,
+            models_dir=settings.models_dir,
+            offline=settings.offline,
+            threads=settings.threads or session_threads(settings),
+            max_pixels=settings.max_pixels,
+        )
+        self.recognizer = Recognizer(self.atlas, gallery if gallery is not None else open_gallery(settings.gallery))
+        self.max_pixels = min(settings.max_pixels, self.atlas.max_pixels)
+        self._pool = ThreadPoolExecutor(settings.jobs, thread_name_prefix="faceatlas-work")
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    @property
+    def gallery(self) -> Any:
+        """The gallery behind the recognizer."""
+        return self.recognizer.gallery
+
+    def warmup(self) -> None:
+        """Load the models, run them once and build the gallery's search indexes."""
+        started = time.perf_counter()
+        self.atlas.warmup()
+        self.gallery.refresh()
+        log.info("warm-up done in %.2f s (pid %d)", time.perf_counter() - started, os.getpid())
+
+    def close(self) -> None:
+        """Stop the work pool and close the gallery."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.recognizer.close()
+
+    # -- running work -----------------------------------------------------------------------------------------
+
+    async def run(self, deadline: float, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound ``fn`` on the bounded pool, giving up (503) at ``deadline`` or when the queue is full."""
+        with self._pending_lock:
+            if self._pending >= self.settings.jobs + self.settings.max_queue:
+                raise ApiError("busy", "the server is at capacity; retry shortly", headers={"Retry-After": "1"})
+            self._pending += 1
+        future = self._pool.submit(fn, *args)
+        future.add_done_callback(self._done)
+        try:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise asyncio.TimeoutError
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout=remaining)
+        except asyncio.TimeoutError:
+            future.cancel()  # only succeeds while it is still queued; running work finishes in the background
+            raise ApiError("timeout", f"the request did not finish within {self.settings.request_timeout:g} s",
+                           headers={"Retry-After": "1"}) from None
+
+    def _done(self, _future: Any) -> None:
+        """Count a finished (or cancelled) job out of the queue."""
+        with self._pending_lock:
+            self._pending -= 1
+
+    # -- operations (called on the pool) ----------------------------------------------------------------------
+
+    def operating_point(self, threshold: float | str | None) -> OperatingPoint:
+        """The threshold this pipeline applies for a request's ``threshold`` field."""
+        spec = self.atlas.store.spec(self.atlas.embedder_name)
+        return resolve_threshold(threshold, self.atlas.model_id, spec.default_threshold, self.atlas.calibrations)
+
+    def _load(self, upload: Upload) -> LoadedImage:
+        """Decode an uploaded image under the server's pixel limit."""
+        return load_image(upload.data, max_pixels=self.max_pixels)
+
+    def _check_pixels(self, upload: Upload) -> None:
+        """Refuse an image whose header declares more pixels than the server allows (nothing is decoded)."""
+        import io
+
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(upload.data)) as img:
+                width, height = img.size
+        except Exception:  # noqa: BLE001 - undecodable data is reported properly by the full decode later
+            return
+        if width * height > self.max_pixels:
+            raise ImageError("image_too_large",
+                             f"{width}x{height} = {width * height} pixels, above the {self.max_pixels}-pixel limit")
+
+    def _faces(self, loaded: LoadedImage, with_templates: bool) -> list[Face]:
+        """Detect every face, refuse too many, and embed them (one batch) when asked."""
+        faces = self.atlas.detect(loaded)
+        if len(faces) > self.settings.max_faces:
+            raise ApiError("too_many_faces", f"{len(faces)} faces found; the limit is {self.settings.max_faces} per image")
+        if not with_templates or not faces:
+            return faces
+        emb = self.atlas.embedder
+        vectors = emb.embed_faces([(loaded.rgb, f.landmarks) for f in faces])  # each model aligns its own way
+        return [Face(f.detection, f.index, Template(v, emb.model_id), f.quality) for f, v in zip(faces, vectors, strict=True)]
+
+    def detect(self, upload: Upload, templates: bool) -> dict[str, Any]:
+        """Every face of an image (with template vectors only when ``templates``)."""
+        loaded = self._load(upload)
+        faces = self._faces(loaded, with_templates=templates)
+        out: dict[str, Any] = {
+            "image": {"width": loaded.width, "height": loaded.height},
+            "detector": self.atlas.detector_name,
+            "faces": [f.to_dict(include_template=templates) for f in faces],
+        }
+        if templates:
+            out["model_id"] = self.atlas.model_id
+        return out
+
+    def verify(self, a: Upload, b: Upload, threshold: float | str | None) -> dict[str, Any]:
+        """1:1 verification of the selected face of each image."""
+        la, lb = self._load(a), self._load(b)
+        result = self.atlas.verify(la, lb, threshold=threshold)
+        most = max(result.faces_in_a, result.faces_in_b)
+        if most > self.settings.max_faces:
+            raise ApiError("too_many_faces", f"{most} faces found; the limit is {self.settings.max_faces} per image")
+        return {**result.to_dict(), "detector": self.atlas.detector_name}
+
+    def identify(self, collection: str, upload: Upload, k: int, threshold: float | str | None) -> dict[str, Any]:
+        """Every face of an image with its top-k people and an open-set decision."""
+        coll = self.gallery.get_collection(collection)
+        point = self.operating_point(threshold)
+        loaded = self._load(upload)
+        faces = self._faces(loaded, with_templates=True)
+        results = self.recognizer.identify_faces(coll.name, faces, k=k, threshold=threshold) if faces else []
+        return {
+            "collection": coll.name,
+            "image": {"width": loaded.width, "height": loaded.height},
+            "model_id": self.atlas.model_id,
+            "detector": self.atlas.detector_name,
+            "threshold": round(point.threshold, 4),
+            "threshold_source": point.source,
+            "faces": [r.to_dict() for r in results],
+        }
+
+    def enroll(self, collection: str, person: str, uploads: Sequence[Upload], *, name: str | None,
+               metadata: dict[str, Any] | None, actor: str, must_exist: bool = False) -> dict[str, Any]:
+        """Enrol a person (created when new) from uploaded photos; each unusable photo is rejected with a reason."""
+        if must_exist:
+            self.gallery.get_person(collection, person)
+        prepared: list[PreparedFace] = []
+        rejected: list[Rejection] = []
+        for up in uploads:
+            try:
+                self._check_pixels(up)
+                # bytes (not decoded pixels) so that duplicate detection hashes the uploaded file
+                prepared.append(self.recognizer.prepare(up.data, source=up.label))
+            except FaceAtlasError as exc:
+                rejected.append(Rejection(up.label, exc.code, exc.message))
+        with self._write_lock:
+            self.ensure_collection(collection)
+            try:
+                result = self.recognizer.enroll_prepared(collection, person, prepared, rejected, name=name,
+                                                         metadata=metadata, actor=actor)
+            except FaceAtlasError as exc:
+                if exc.code != "conflict":
+                    raise
+                # another server process created the same person a moment ago: add to it instead
+                result = self.recognizer.enroll_prepared(collection, person, prepared, rejected, name=name,
+                                                         metadata=metadata, actor=actor)
+        out = {**result.to_dict(), "model_id": self.atlas.model_id}
+        if not result.sample_ids:
+            reasons = "; ".join(f"{r.image}: {r.code}" for r in result.rejected) or "no image"
+            raise ApiError("enrolment_rejected", f"no image could be enrolled ({reasons})",
+                           details={"rejected": [r.to_dict() for r in result.rejected]})
+        return out
+
+    def ensure_collection(self, name: str) -> Any:
+        """The collection, created with this server's model contract when missing (safe against concurrent creation)."""
+        try:
+            return self.recognizer.ensure_collection(name)
+        except FaceAtlasError as exc:
+            if exc.code != "conflict":
+                raise
+            return self.recognizer.ensure_collection(name)  # created by another process in between
+
+    # -- gallery reads and deletes (quick; run on the generic thread pool) --------------------------------------
+
+    def person_with_faces(self, collection: str, person: str, templates: bool) -> dict[str, Any]:
+        """A person and its enrolled faces (template vectors only when ``templates``)."""
+        p = self.gallery.get_person(collection, person)
+        return {**p.to_dict(), "faces": [self._sample_dict(collection, s.id, templates)
+                                         for s in self.gallery.list_samples(collection, p.id)]}
+
+    def face(self, collection: str, person: str, face_id: int, templates: bool) -> dict[str, Any]:
+        """One enrolled face of a person (404 when it belongs to someone else)."""
+        p = self.gallery.get_person(collection, person)
+        sample = self.gallery.get_sample(collection, face_id)
+        if sample.person_id != p.id:
+            raise NotFoundError(f"person {person!r} has no face {face_id}")
+        return self._sample_dict(collection, face_id, templates)
+
+    def _sample_dict(self, collection: str, sample_id: int, templates: bool) -> dict[str, Any]:
+        """A sample's JSON, with its template vector only when asked (and allowed)."""
+        sample = self.gallery.get_sample(collection, sample_id, include_template=templates)
+        out: dict[str, Any] = sample.to_dict()
+        if templates and sample.template is not None:
+            out["template"] = sample.template.to_dict(include_vector=True)
+        return out
+
+    def delete_face(self, collection: str, person: str, face_id: int, actor: str) -> dict[str, Any]:
+        """Delete one face of a person."""
+        with self._write_lock:
+            self.face(collection, person, face_id, templates=False)
+            self.gallery.delete_sample(collection, face_id, actor=actor)
+        return {"deleted": {"collection": collection, "person": person, "face_id": face_id}}
+
+    def delete_person(self, collection: str, person: str, actor: str) -> dict[str, Any]:
+        """Delete a person and every face of it."""
+        with self._write_lock:
+            n = self.gallery.delete_person(collection, person, actor=actor)
+        return {"deleted": {"collection": collection, "person": person, "faces": n}}
+
+    def models(self) -> dict[str, Any]:
+        """The models this server runs and every model it knows."""
+        spec = self.atlas.store.spec(self.atlas.embedder_name)
+        known = []
+        for row in self.atlas.store.status(verify=False):
+            s = row.spec
+            known.append({"name": s.name, "task": s.task, "dim": s.dim, "license": s.license,
+                          "commercial_use": s.commercial_use, "available": row.available,
+                          "default_threshold": s.default_threshold})
+        return {
+            "detector": self.atlas.detector_name,
+            "embedder": self.atlas.model_id,
+            "dim": spec.dim,
+            "default_threshold": spec.default_threshold,
+            "calibrated": self.atlas.calibrations.get(self.atlas.model_id) is not None,
+            "models": known,
+        }
+

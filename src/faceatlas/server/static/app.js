@@ -1,0 +1,279 @@
+// faceatlas web page: vanilla JS over the REST API. The API key lives in sessionStorage (this tab only).
+"use strict";
+
+const store = window.sessionStorage;
+const $ = (id) => document.getElementById(id);
+
+function setStatus(el, text, kind) {
+  el.textContent = text;
+  el.classList.remove("ok", "bad");
+  if (kind) el.classList.add(kind);
+}
+
+function currentKey() { return store.getItem("faceatlas.key") || ""; }
+function currentCollection() { return store.getItem("faceatlas.collection") || "default"; }
+function collectionPath() { return "/v1/collections/" + encodeURIComponent(currentCollection()); }
+
+class ApiError extends Error {
+  constructor(status, code, message, requestId) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.requestId = requestId;
+  }
+  describe() { return `${this.message} [${this.code}]`; }
+}
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  const key = currentKey();
+  if (key) headers["Authorization"] = "Bearer " + key;
+  let payload;
+  if (body instanceof FormData) payload = body;
+  else if (body !== undefined) { headers["Content-Type"] = "application/json"; payload = JSON.stringify(body); }
+  let resp;
+  try {
+    resp = await fetch(path, { method, headers, body: payload });
+  } catch (err) {
+    throw new ApiError(0, "network", "cannot reach the server", null);
+  }
+  let data = null;
+  try { data = await resp.json(); } catch (err) { data = null; }
+  if (!resp.ok) {
+    const e = (data && data.error) || {};
+    throw new ApiError(resp.status, e.code || "http_" + resp.status, e.message || resp.statusText, e.request_id || null);
+  }
+  return data;
+}
+
+function busy(button, on) { button.disabled = on; }
+
+// -- connect ---------------------------------------------------------------------------------------------------
+
+async function connect(event) {
+  if (event) event.preventDefault();
+  const key = $("api-key").value.trim() || currentKey();
+  const collection = $("collection").value.trim() || "default";
+  if (!key) { setStatus($("connect-status"), "Enter an API key.", "bad"); return; }
+  store.setItem("faceatlas.key", key);
+  store.setItem("faceatlas.collection", collection);
+  $("api-key").value = "";
+  $("api-key").placeholder = "key saved for this tab";
+  busy($("connect"), true);
+  try {
+    const me = await api("GET", "/v1/whoami");
+    const colls = me.collections ? me.collections.join(", ") : "all collections";
+    setStatus($("connect-status"), `Connected: key ${me.key_id} (${me.scopes.join(", ")}; ${colls}). Collection “${collection}”.`, "ok");
+    await loadPeople();
+  } catch (err) {
+    setStatus($("connect-status"), "Not connected: " + err.describe(), "bad");
+  } finally {
+    busy($("connect"), false);
+  }
+}
+
+function forget() {
+  store.removeItem("faceatlas.key");
+  $("api-key").value = "";
+  $("api-key").placeholder = "fak_…";
+  setStatus($("connect-status"), "Key forgotten.", null);
+}
+
+// -- enrol -----------------------------------------------------------------------------------------------------
+
+async function enrol(event) {
+  event.preventDefault();
+  const person = $("enrol-person").value.trim();
+  const files = $("enrol-files").files;
+  const out = $("enrol-result");
+  if (!person || !files.length) { setStatus(out, "Give a person id and at least one photo.", "bad"); return; }
+  const form = new FormData();
+  form.append("person", person);
+  const name = $("enrol-name").value.trim();
+  if (name) form.append("name", name);
+  for (const f of files) form.append("images", f, f.name);
+  busy($("enrol-btn"), true);
+  setStatus(out, `Enrolling ${person}…`, null);
+  try {
+    const r = await api("POST", collectionPath() + "/enroll", form);
+    let text = `Enrolled ${r.person}: ${r.accepted.length} photo(s) accepted`;
+    if (r.rejected.length) text += `, ${r.rejected.length} rejected (` + r.rejected.map((x) => `${x.image}: ${x.code}`).join("; ") + ")";
+    setStatus(out, text + ".", "ok");
+    $("enrol-form").reset();
+    await loadPeople();
+  } catch (err) {
+    setStatus(out, "Enrolment failed: " + err.describe(), "bad");
+  } finally {
+    busy($("enrol-btn"), false);
+  }
+}
+
+// -- identify --------------------------------------------------------------------------------------------------
+
+function loadImage(file) {
+  return new Promise((resolve, reject) => {
+    const url = URL.createObjectURL(file);
+    const img = new Image();
+    img.onload = () => resolve({ img, url });
+    img.onerror = () => { URL.revokeObjectURL(url); reject(new Error("the browser cannot show this image")); };
+    img.src = url;
+  });
+}
+
+function labelOf(face) {
+  if (face.person === null) return "unknown";
+  return face.name || face.person;
+}
+
+function draw(img, result) {
+  const canvas = $("identify-canvas");
+  const w = result.image.width, h = result.image.height;
+  // small photos are drawn larger (up to 2x) so that boxes and names stay readable
+  const scale = Math.min(2, Math.max(1, 520 / w));
+  canvas.width = Math.round(w * scale);
+  canvas.height = Math.round(h * scale);
+  canvas.dataset.imageWidth = String(w);
+  canvas.dataset.imageHeight = String(h);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+  const line = Math.max(2, Math.round(canvas.width / 200));
+  const size = Math.max(14, Math.round(canvas.width / 26));
+  ctx.font = `bold ${size}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  for (const face of result.faces) {
+    const [x1, y1, x2, y2] = face.box.map((v) => v * scale);
+    const known = face.person !== null;
+    const color = known ? "#1a7f37" : "#c62828";
+    ctx.lineWidth = line;
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    const text = labelOf(face) + (face.score !== null ? ` ${face.score.toFixed(2)}` : "");
+    const tw = ctx.measureText(text).width + size * 0.5;
+    const th = size * 1.3;
+    const ty = y1 - th >= 0 ? y1 - th : Math.min(y2, canvas.height - th);
+    const tx = Math.min(Math.max(0, x1), Math.max(0, canvas.width - tw));
+    ctx.fillStyle = color;
+    ctx.fillRect(tx, ty, tw, th);
+    ctx.fillStyle = "#ffffff";
+    ctx.fillText(text, tx + size * 0.25, ty + size * 0.15);
+  }
+}
+
+function listResults(result) {
+  const list = $("identify-results");
+  list.replaceChildren();
+  for (const face of result.faces) {
+    const li = document.createElement("li");
+    const who = document.createElement("span");
+    who.className = face.person === null ? "unknown" : "who";
+    who.textContent = labelOf(face);
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    const best = face.candidates.length ? face.candidates[0] : null;
+    const bestText = best ? `best match ${best.name || best.person} ${best.score.toFixed(3)}` : "no one enrolled";
+    meta.textContent = ` — ${bestText}; threshold ${face.threshold.toFixed(3)}`;
+    li.append(who, meta);
+    list.append(li);
+  }
+}
+
+async function identify(event) {
+  event.preventDefault();
+  const file = $("identify-file").files[0];
+  const out = $("identify-status");
+  if (!file) { setStatus(out, "Choose a photo.", "bad"); return; }
+  const form = new FormData();
+  form.append("image", file, file.name);
+  busy($("identify-btn"), true);
+  setStatus(out, "Identifying…", null);
+  $("identify-results").replaceChildren();
+  try {
+    const [result, shown] = await Promise.all([api("POST", collectionPath() + "/identify", form), loadImage(file)]);
+    draw(shown.img, result);
+    URL.revokeObjectURL(shown.url);
+    listResults(result);
+    const n = result.faces.length;
+    const known = result.faces.filter((f) => f.person !== null).length;
+    setStatus(out, n ? `${n} face(s), ${known} recognised (model ${result.model_id}).` : "No face found in this photo.", n ? "ok" : null);
+  } catch (err) {
+    setStatus(out, "Identification failed: " + (err.describe ? err.describe() : err.message), "bad");
+  } finally {
+    busy($("identify-btn"), false);
+  }
+}
+
+// -- people ----------------------------------------------------------------------------------------------------
+
+async function loadPeople() {
+  const body = $("people-body");
+  const out = $("people-status");
+  if (!currentKey()) return;
+  try {
+    const r = await api("GET", collectionPath() + "/persons?limit=1000");
+    body.replaceChildren();
+    if (!r.persons.length) {
+      const tr = document.createElement("tr");
+      const td = document.createElement("td");
+      td.colSpan = 4;
+      td.className = "muted";
+      td.textContent = "No one enrolled yet.";
+      tr.append(td);
+      body.append(tr);
+    }
+    for (const p of r.persons) {
+      const tr = document.createElement("tr");
+      tr.dataset.person = p.external_id;
+      for (const value of [p.external_id, p.name || "", String(p.samples)]) {
+        const td = document.createElement("td");
+        td.textContent = value;
+        tr.append(td);
+      }
+      const td = document.createElement("td");
+      const del = document.createElement("button");
+      del.type = "button";
+      del.className = "danger";
+      del.textContent = "Delete";
+      del.setAttribute("aria-label", "Delete " + p.external_id);
+      del.addEventListener("click", () => removePerson(p.external_id, del));
+      td.append(del);
+      tr.append(td);
+      body.append(tr);
+    }
+    setStatus(out, `${r.persons.length} person(s) in “${currentCollection()}”.`, null);
+  } catch (err) {
+    if (err.code === "not_found") {
+      body.replaceChildren();
+      setStatus(out, `Collection “${currentCollection()}” is empty; enrol someone to create it.`, null);
+    } else {
+      setStatus(out, "Cannot list people: " + err.describe(), "bad");
+    }
+  }
+}
+
+async function removePerson(person, button) {
+  if (!window.confirm(`Delete ${person} and every enrolled face of this person?`)) return;
+  busy(button, true);
+  try {
+    const r = await api("DELETE", collectionPath() + "/persons/" + encodeURIComponent(person));
+    await loadPeople();
+    setStatus($("people-status"), `Deleted ${person} (${r.deleted.faces} face(s)).`, "ok");
+  } catch (err) {
+    setStatus($("people-status"), "Delete failed: " + err.describe(), "bad");
+    busy(button, false);
+  }
+}
+
+// -- start -----------------------------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("collection").value = currentCollection();
+  $("connect-form").addEventListener("submit", connect);
+  $("forget").addEventListener("click", forget);
+  $("enrol-form").addEventListener("submit", enrol);
+  $("identify-form").addEventListener("submit", identify);
+  $("refresh-people").addEventListener("click", loadPeople);
+  if (currentKey()) {
+    $("api-key").placeholder = "key saved for this tab";
+    connect(null);
+  }
+});

@@ -1,0 +1,155 @@
+"""End to end in a real browser: the real server (uvicorn subprocess) driven through the web page by headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import lfw
+
+from faceatlas.server.launcher import ServerProcess
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/chromium")
+
+
+def _chromium() -> str | None:
+    """The system Chromium (Debian package ``chromium``), or ``$FACEATLAS_CHROMIUM``."""
+    env = os.environ.get("FACEATLAS_CHROMIUM")
+    if env:
+        return env if Path(env).exists() else None
+    for cand in CHROMIUM_CANDIDATES:
+        if Path(cand).exists():
+            return cand
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def browser_path() -> str:
+    """Skip cleanly when Playwright or Chromium is missing."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    path = _chromium()
+    if path is None:
+        pytest.skip("no system Chromium (apt-get install -y chromium)")
+    return path
+
+
+@pytest.fixture()
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``$FACEATLAS_SCREENSHOTS`` when set, else the test's temporary folder."""
+    env = os.environ.get("FACEATLAS_SCREENSHOTS")
+    out = Path(env) if env else tmp_path / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture()
+def server(tmp_path: Path, lfw_dir: Path) -> Iterator[ServerProcess]:
+    """The real server on a free loopback port with a fresh FACEATLAS_HOME (so it prints a first-run admin key)."""
+    with ServerProcess(tmp_path / "home") as srv:
+        yield srv
+
+
+def _expect() -> Any:
+    """Playwright's ``expect`` (imported late: Playwright is optional)."""
+    from playwright.sync_api import expect
+
+    return expect
+
+
+def _enrol(page: Any, person: str, name: str, photos: list[Path]) -> None:
+    """Fill the enrolment form and wait for its result."""
+    page.fill("#enrol-person", person)
+    page.fill("#enrol-name", name)
+    page.set_input_files("#enrol-files", [str(p) for p in photos])
+    page.click("#enrol-btn")
+    expect = _expect()
+    expect(page.locator("#enrol-result")).to_have_text(re.compile("^Enrolled " + person), timeout=30_000)
+
+
+def _identify(page: Any, photo: Path) -> str:
+    """Identify one photo on the page; return the results list text."""
+    page.set_input_files("#identify-file", str(photo))
+    page.evaluate("document.querySelector('#identify-status').textContent = ''")
+    page.click("#identify-btn")
+    expect = _expect()
+    expect(page.locator("#identify-status")).to_have_text(re.compile(r"face\(s\)|No face"), timeout=30_000)
+    return str(page.inner_text("#identify-results"))
+
+
+def test_enrol_identify_delete_in_the_browser(server: ServerProcess, browser_path: str, shots: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    assert server.admin_key is not None, server.logs()
+    assert "shown only this once" in server.stdout_path.read_text()
+    console_errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1300})
+            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+            page.on("dialog", lambda d: d.accept())
+            page.goto(server.url + "/")
+            assert page.title() == "faceatlas"
+            page.screenshot(path=str(shots / "01-start.png"), full_page=True)
+
+            # a wrong key is refused with the server's message
+            page.fill("#api-key", "fak_000000000000_wrong")
+            page.click("#connect")
+            expect(page.locator("#connect-status")).to_have_text(re.compile("^Not connected"))
+            assert "unauthorized" in page.inner_text("#connect-status")
+
+            page.fill("#api-key", server.admin_key)
+            page.fill("#collection", "e2e")
+            page.click("#connect")
+            expect(page.locator("#connect-status")).to_have_text(re.compile("^Connected"))
+            assert server.admin_key not in page.content()  # the key is not left in the page
+
+            _enrol(page, "Tony_Blair", "Tony Blair", [lfw("Tony_Blair", i) for i in (2, 3, 4)])
+            assert "3 photo(s) accepted" in page.inner_text("#enrol-result")
+            _enrol(page, "Colin_Powell", "Colin Powell", [lfw("Colin_Powell", i) for i in (1, 2, 3)])
+            page.wait_for_selector("tr[data-person='Colin_Powell']")
+            rows = page.inner_text("#people-body")
+            assert "Tony_Blair" in rows and "Colin_Powell" in rows
+            page.screenshot(path=str(shots / "02-enrolled.png"), full_page=True)
+
+            text = _identify(page, lfw("Tony_Blair", 6))
+            assert text.startswith("Tony Blair"), text
+            assert "1 face(s), 1 recognised" in page.inner_text("#identify-status")
+            canvas = page.locator("#identify-canvas")
+            assert canvas.get_attribute("data-image-width") == "250" and canvas.get_attribute("data-image-height") == "250"
+            page.screenshot(path=str(shots / "03-identified.png"), full_page=True)
+
+            text = _identify(page, lfw("Colin_Powell", 4))
+            assert text.startswith("Colin Powell"), text
+
+            page.click("tr[data-person='Tony_Blair'] button")
+            page.wait_for_selector("tr[data-person='Tony_Blair']", state="detached")
+            assert "Deleted Tony_Blair (3 face(s))" in page.inner_text("#people-status")
+            text = _identify(page, lfw("Tony_Blair", 6))
+            assert text.startswith("unknown"), text
+            assert "0 recognised" in page.inner_text("#identify-status")
+            page.screenshot(path=str(shots / "04-deleted-unknown.png"), full_page=True)
+
+            # phone-size screen: one column, nothing wider than the viewport
+            phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+            phone.on("dialog", lambda d: d.accept())
+            phone.goto(server.url + "/")
+            phone.fill("#api-key", server.admin_key)
+            phone.fill("#collection", "e2e")
+            phone.click("#connect")
+            expect(phone.locator("#connect-status")).to_have_text(re.compile("^Connected"))
+            expect(phone.locator("tr[data-person='Colin_Powell']")).to_be_visible()
+            assert _identify(phone, lfw("Colin_Powell", 5)).startswith("Colin Powell")
+            overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0
+            phone.screenshot(path=str(shots / "05-phone.png"), full_page=True)
+        finally:
+            browser.close()
+    # script errors fail the test; refused requests (the wrong key's 401, an empty collection's 404) are expected
+    assert not [e for e in console_errors if not e.startswith("Failed to load resource")], console_errors
+    assert all((shots / f).stat().st_size > 5_000 for f in ("01-start.png", "03-identified.png", "05-phone.png"))
