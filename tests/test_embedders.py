@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import lfw
+
 from faceatlas.errors import FaceAtlasError
 from faceatlas.models import Manifest, ModelStore
 from faceatlas.models.manifest import BUILTIN_MODELS
