@@ -326,11 +326,15 @@ def evaluate_identification(ts: TemplateSet, split: IdentificationSplit, max_ran
         "gallery_without_face": int((~ts.found[g_rows]).sum()),
         "probes_without_face": int((~ts.found[p_rows]).sum()),
         "rank1": rank_k(curve, 1),
-        "rank5": rank_k(curve, 5),
+        "rank5": rank_k(curve, 5) if len(curve) >= 5 else None,
         "cmc": [float(x) for x in curve],
         "dir_at_fpir": {},
     }
     for fpir in FPIRS:
+        if not split.unknown_probes or not split.known_probes:
+            summary["dir_at_fpir"][f"{fpir:g}"] = {"dir": None, "threshold": None, "fpir_achieved": None,
+                                                   "resolvable": False, "note": "needs both known and unknown probes"}
+            continue
         d = dir_at_fpir(sim, g_labels, p_labels, fpir)
         summary["dir_at_fpir"][f"{fpir:g}"] = {
             "dir": None if not d.resolvable else d.dir,
