@@ -20,6 +20,11 @@ def create_session(path: Path, threads: int | None = None) -> Any:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # Spin-waiting worker threads burn the cores they wait on: on a 2-core machine shared with decoding, other
+    # requests or other programs that made SFace ~1.7x slower (benchmarks/speed.py). Opt back in with FACEATLAS_SPIN=1.
+    spin = "1" if os.environ.get("FACEATLAS_SPIN") == "1" else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
     providers = [p for p in os.environ.get("FACEATLAS_PROVIDERS", "").split(",") if p] or ["CPUExecutionProvider"]
     try:
         return ort.InferenceSession(str(path), opts, providers=providers)
