@@ -70,8 +70,9 @@ def _plots(out: Path, ver: VerificationResult | None, ident: IdentificationResul
         ax.grid(True, which="both", alpha=0.3)
         paths["roc"] = _save(fig, out / "roc.png")
         fig, ax = plt.subplots(figsize=(5, 4))
-        fnmr = np.clip(1 - roc.tpr, 1e-5, 1)
-        ax.plot(np.clip(roc.fpr, 1e-5, 1), fnmr)
+        fnmr = 1 - roc.tpr
+        keep = (roc.fpr > 0) & (fnmr > 0)  # zero rates have no place on log axes (and are not measured values)
+        ax.plot(roc.fpr[keep], fnmr[keep])
         ax.set(xscale="log", yscale="log", xlabel="false match rate", ylabel="false non-match rate", title="DET")
         ax.grid(True, which="both", alpha=0.3)
         paths["det"] = _save(fig, out / "det.png")
