@@ -55,7 +55,7 @@ def trial(folder: Path, gallery: Path, home: Path, rng: random.Random, max_wait:
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    time.sleep(rng.uniform(1.0, max_wait))
+    time.sleep(rng.uniform(max_wait * 0.3, max_wait))  # mostly after startup, so writes are in flight
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     t.join(timeout=5)
@@ -80,7 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--people", type=int, default=400, help="LFW people in the folder")
-    ap.add_argument("--max-wait", type=float, default=12.0, help="latest kill time in seconds")
+    ap.add_argument("--max-wait", type=float, default=25.0, help="latest kill time in seconds (earliest: 30 %% of it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "kill_enroll.json")
     args = ap.parse_args()
