@@ -72,7 +72,9 @@ def _atlas(**kwargs: Any) -> Any:
     """Build a FaceAtlas from the global options plus command options."""
     from .atlas import FaceAtlas
 
-    return FaceAtlas(models_dir=_STATE.models_dir, offline=_STATE.offline, threads=_STATE.threads, **kwargs)
+    options: dict[str, Any] = {"models_dir": _STATE.models_dir, "offline": _STATE.offline, "threads": _STATE.threads}
+    options.update(kwargs)
+    return FaceAtlas(**options)
 
 
 def _fail(exc: FaceAtlasError, as_json: bool) -> None:

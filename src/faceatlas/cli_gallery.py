@@ -241,7 +241,7 @@ def enroll_dir(
     collection: CollectionOpt,
     gallery: GalleryOpt = None,
     embedder: EmbedderOpt = "sface",
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Images analysed in parallel (default: cores).")] = 0,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Images analysed in parallel (0 = one per core).")] = 0,
     strict: Annotated[bool, typer.Option("--strict", help="Reject samples closer to another person.")] = False,
     keep_crops: Annotated[bool, typer.Option("--keep-crops", help="Also store aligned face crops.")] = False,
     multi_face: Annotated[str, typer.Option("--multi-face", help="reject|largest|central|score.")] = "reject",
