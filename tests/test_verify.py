@@ -160,3 +160,15 @@ def test_operating_point_from_shipped_calibration(atlas, lfw_dir: Path) -> None:
     assert strict.threshold > v.threshold
     impostor = atlas.verify(lfw("Abel_Pacheco", 1), lfw("Aaron_Eckhart", 1))
     assert impostor.far is not None and impostor.far > 1e-3
+
+
+def test_embed_many_validates_and_chunks(atlas, lfw_dir: Path) -> None:
+    paths = [lfw("Abel_Pacheco", 1), lfw("Aaron_Eckhart", 1), lfw("Amber_Tamblyn", 2)]
+    small = atlas.embed_many(paths, faces="one", chunk=1)
+    big = atlas.embed_many(paths, faces="one")
+    assert [len(x) for x in small] == [1, 1, 1]
+    for a, b in zip(small, big, strict=True):
+        np.testing.assert_allclose(a[0].template.vector, b[0].template.vector, atol=1e-5)
+    with pytest.raises(FaceAtlasError) as err:
+        atlas.embed_many(paths, faces="One")
+    assert err.value.code == "invalid_input"

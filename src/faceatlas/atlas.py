@@ -14,7 +14,7 @@ from . import config
 from .detect import OnnxDetector, SelectPolicy, create_detector, select_face
 from .detect.base import check_face_index
 from .embed import CropEmbedder, create_embedder
-from .errors import NoFaceError
+from .errors import InvalidInputError, NoFaceError
 from .images import DEFAULT_MAX_PIXELS, ColorOrder, ImageInput, LoadedImage, load_image
 from .match import Calibrations, cosine, estimated_far, resolve_threshold
 from .models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, ModelStore
@@ -138,16 +138,27 @@ class FaceAtlas:
         color: ColorOrder | None = None,
         faces: str = "all",
         select: SelectPolicy | None = None,
+        chunk: int = 32,
     ) -> list[list[Face]]:
-        """Faces with templates for many images, embedding all their crops in shared batches."""
-        per_image: list[tuple[LoadedImage, list[Face]]] = []
+        """Faces with templates for many images, embedding crops in shared batches of about ``chunk`` faces."""
+        if faces not in ("all", "one"):
+            raise InvalidInputError("invalid_input", f"faces must be 'all' or 'one', got {faces!r}")
+        out: list[list[Face]] = []
+        pending: list[tuple[LoadedImage, list[Face]]] = []
+        n_pending = 0
         for img in images:
             loaded = self.load(img, color)
             found = [Face(d, i) for i, d in enumerate(self.detector.detect(loaded))]
             if faces == "one" and found:
-                found = [found[select_face([f.detection for f in found], loaded.width, loaded.height, select or self.select)]]
-            per_image.append((loaded, found))
-        return self._attach_templates(per_image)
+                dets = [f.detection for f in found]
+                found = [found[select_face(dets, loaded.width, loaded.height, select or self.select)]]
+            pending.append((loaded, found))
+            n_pending += len(found)
+            if n_pending >= chunk:  # bounded memory: decoded images are released once embedded
+                out.extend(self._attach_templates(pending))
+                pending, n_pending = [], 0
+        out.extend(self._attach_templates(pending))
+        return out
 
     def template(
         self,
