@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import FaceAtlasError, InvalidInputError
-from .types import Box, Template, _r
+from .types import Box, Rejection, Template, _r
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +99,8 @@ class Cluster:
         return out
 
 
-@dataclass(frozen=True)
-class ImageProblem:
-    """An image that could not be used, with the error code and message."""
-
-    image: str
-    code: str
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Serialise as a plain JSON object."""
-        return {"image": self.image, "code": self.code, "message": self.message}
+#: An image that could not be used, with the error code and message (the same type enrolment reports).
+ImageProblem = Rejection
 
 
 @dataclass(frozen=True)
