@@ -160,7 +160,6 @@ def _evaluate_dequantize(graph: Any, node: Any) -> np.ndarray:
 
 def _evaluate(model: onnx.ModelProto, nodes: list[Any]) -> dict[str, np.ndarray]:
     """Run a sub-graph made of ``nodes`` (constant inputs only) and return every output by name."""
-    import onnx
     import onnxruntime as ort
     from onnx import helper
 
@@ -181,7 +180,6 @@ def _evaluate(model: onnx.ModelProto, nodes: list[Any]) -> dict[str, np.ndarray]
         results = sess.run(outputs, {})
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ModelError("model_invalid", f"constant folding failed: {exc}") from None
-    del onnx  # imported for type side effects only
     return {name: np.asarray(val) for name, val in zip(outputs, results, strict=False)}
 
 
