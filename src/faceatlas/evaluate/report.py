@@ -72,8 +72,12 @@ def _plots(out: Path, ver: VerificationResult | None, ident: IdentificationResul
         fig, ax = plt.subplots(figsize=(5, 4))
         fnmr = 1 - roc.tpr
         keep = (roc.fpr > 0) & (fnmr > 0)  # zero rates have no place on log axes (and are not measured values)
-        ax.plot(roc.fpr[keep], fnmr[keep])
-        ax.set(xscale="log", yscale="log", xlabel="false match rate", ylabel="false non-match rate", title="DET")
+        if keep.any():
+            ax.plot(roc.fpr[keep], fnmr[keep])
+            ax.set(xscale="log", yscale="log")
+        else:
+            ax.text(0.5, 0.5, "no threshold gives both kinds of error", ha="center", va="center", transform=ax.transAxes)
+        ax.set(xlabel="false match rate", ylabel="false non-match rate", title="DET")
         ax.grid(True, which="both", alpha=0.3)
         paths["det"] = _save(fig, out / "det.png")
         fig, ax = plt.subplots(figsize=(5, 4))
