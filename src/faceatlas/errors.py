@@ -103,5 +103,10 @@ ERROR_CODES: dict[str, str] = {
     "index_unavailable": "the approximate index library is not installed",
     "model_runtime_missing": "the model needs an optional runtime that is not installed",
     "missing_dependency": "an optional dependency of this feature is not installed",
+    "video_not_found": "the video file does not exist",
+    "video_unreadable": "the video, camera or stream cannot be opened or decoded",
+    "video_empty": "the video has no frames",
+    "video_write_failed": "an output video could not be written",
+    "cluster_state_invalid": "a cluster state file is damaged or of another format",
     "internal": "an unexpected failure (a bug): please report it",
 }

@@ -6,9 +6,13 @@ belongs to. Per frame:
 
 1. **Stage 1** — high-score detections against every live track (tentative, active and lost). A pair is allowed when
    the detection is spatially plausible for the track's constant-velocity prediction (IoU or normalised centre
-   distance, with a search radius that grows while the track is lost) and, when both sides carry embeddings, their
-   cosine is not below a veto level; a lost track may also take a detection anywhere in the frame when the cosine
-   reaches ``reid_sim``. Cost = 1 − (w·IoU + (1 − w)·cosine), solved with the Hungarian method (SciPy) or greedily.
+   distance, with a search radius that grows while the track is lost) and, when both sides carry embeddings, the
+   cosine with the track's quality-weighted mean embedding is not below ``veto_sim`` (a long-term check that a few
+   wrong frames cannot drag along). When that cosine reaches ``reid_sim``, a lost track may take a detection anywhere
+   in the frame and an active one within ``reach`` search radii (fast faces outrun the motion model). Cost =
+   1 − (w·closeness + (1 − w)·cosine) — the cosine being the better of the recent (EMA) and mean embeddings — plus
+   ``lost_penalty`` for lost tracks so a person's live track is preferred; solved with the Hungarian method (SciPy)
+   or greedily.
 2. **Stage 2** — low-score detections against the active tracks left over, by IoU alone (ByteTrack's recovery of
    blurred / partly occluded faces).
 3. Unmatched high-score detections open *tentative* tracks; a tentative track is confirmed after ``min_hits``
@@ -46,10 +50,12 @@ class TrackerConfig:
     min_hits: int = 2
     iou_gate: float = 0.1
     low_iou: float = 0.4
-    center_gate: float = 0.6
+    center_gate: float = 1.0
+    reach: float = 3.0
     appearance_weight: float = 0.5
     veto_sim: float = 0.25
     reid_sim: float = 0.45
+    lost_penalty: float = 0.15
     lost_seconds: float = 20.0
     max_predict_seconds: float = 1.0
     velocity_smoothing: float = 0.5
@@ -252,6 +258,11 @@ class _State:
         if mean is not None:
             sims.append(float(mean @ emb))
         return max(sims)
+
+    def mean_similarity(self, emb: FloatArray | None) -> float:
+        """Cosine of an embedding with the track's mean embedding (-1 when either is missing)."""
+        mean = self.mean_feature()
+        return -1.0 if emb is None or mean is None else float(mean @ emb)
 
     def add(self, det: TrackerInput, t: float, frame: int, cfg: TrackerConfig, matched: bool) -> None:
         """Absorb a detection: motion update, appearance update and a new sighting."""
@@ -478,10 +489,8 @@ class FaceTracker:
             if s.state != "lost" or s.last_t >= first_t:
                 continue
             mean = s.mean_feature()
-            if mean is None:
-                continue
-            sim = float(mean @ feat)
-            if sim >= best_sim:
+            sim = None if mean is None else float(mean @ feat)
+            if sim is not None and sim >= best_sim:
                 best, best_sim = s, sim
         return best
 
@@ -496,14 +505,16 @@ class FaceTracker:
             pred = s.predict(t, cfg.max_predict_seconds)
             pcx, pcy = pred.center
             size = max(1.0, (pred.width + pred.height) / 2)
-            lost_for = max(0.0, t - s.last_t) if s.state == "lost" else 0.0
+            lost = s.state == "lost"
+            lost_for = max(0.0, t - s.last_t) if lost else 0.0
             radius = cfg.center_gate * (1.0 + 1.5 * min(lost_for, 2.0))
+            penalty = cfg.lost_penalty if lost else 0.0
             for c, d in enumerate(dets):
                 iou = pred.iou(d.box)
+                vetoed = d.embedding is not None and s.feature is not None and s.mean_similarity(d.embedding) < cfg.veto_sim
                 if stage == 2:
-                    sim2 = s.similarity(d.embedding)
-                    if iou >= cfg.low_iou and (sim2 is None or sim2 >= cfg.veto_sim):
-                        cost[r, c] = 1.0 - iou
+                    if iou >= cfg.low_iou and not vetoed:
+                        cost[r, c] = 1.0 - iou + penalty
                     continue
                 dcx, dcy = d.box.center
                 dist = math.hypot(dcx - pcx, dcy - pcy) / size
@@ -512,11 +523,13 @@ class FaceTracker:
                 sim = s.similarity(d.embedding)
                 if sim is None:
                     if spatial:
-                        cost[r, c] = 1.0 - near
-                elif sim < cfg.veto_sim:
+                        cost[r, c] = 1.0 - near + penalty
+                elif vetoed:  # judged on the long-term mean, which a few wrong frames cannot drag along
                     continue
                 elif spatial:
-                    cost[r, c] = 1.0 - ((1 - w) * near + w * sim)
-                elif s.state == "lost" and sim >= cfg.reid_sim:
-                    cost[r, c] = 1.0 - w * sim
+                    cost[r, c] = 1.0 - ((1 - w) * near + w * sim) + penalty
+                elif (lost or dist <= cfg.reach * radius) and (reid := s.mean_similarity(d.embedding)) >= cfg.reid_sim:
+                    # re-identification by appearance (the robust mean embedding only, not the recent one):
+                    # anywhere for a lost track, within reach for an active one
+                    cost[r, c] = 1.0 - w * reid + penalty
         return cost
