@@ -61,7 +61,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder, n_images = subset(DATA / "lfw" / "images", args.limit_people, Path(tmp) / "people")
         # Warm the model cache (one-time transforms) outside the timings.
-        enrol(folder if args.limit_people else subset(DATA / "lfw" / "images", 2, Path(tmp) / "warm")[0], 1, Path(tmp) / "w")
+        enrol(subset(DATA / "lfw" / "images", 2, Path(tmp) / "warm")[0], 1, Path(tmp) / "w")
         for w in [int(x) for x in args.workers.split(",")]:
             home = Path(tmp) / f"home{w}"
             home.mkdir()

@@ -17,8 +17,10 @@ no thread count):
 (e) a per-row Python loop computing cosine distance row by row with norms recomputed each time (the pattern of
     deepface's ``find``). It is slow, so it runs on only ``--loop-queries`` queries (default 5).
 
-Data. Gallery = "real" templates + random unit vectors for bulk. Real templates come from ``--templates NPZ`` (keys
-``vectors`` float32 (N, dim), ``labels`` optional) when that file exists. Otherwise they are GENERATED: clustered unit
+Data. Gallery = real templates + random unit vectors for bulk. By default the real templates are SFace templates of
+all 13,233 LFW images (``<data-dir>/lfw/images``, central face, computed through faceatlas and cached in the
+evaluation suite's template cache). ``--templates NPZ`` (keys ``vectors`` float32 (N, dim), ``labels`` optional) uses
+a file instead. With ``--generated``, or without LFW, they are GENERATED: clustered unit
 vectors with LFW's identity structure (5,749 identities, 13,233 samples; per-identity counts are read from
 ``<data-dir>/lfw/images`` when present, else drawn from a heavy-tailed distribution), each sample
 ``rho*centre + sqrt(1-rho^2)*noise`` with ``rho^2`` drawn in ``--intra-cos`` (default 0.6-0.8, so two samples of one
@@ -71,7 +73,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from _common import default_data_dir, default_out, environment, print_table, progress, write_json
+from _common import default_data_dir, default_models_dir, default_out, environment, print_table, progress, write_json
 
 from faceatlas.gallery.index import ExactIndex, HnswIndex, HnswParams
 
@@ -262,13 +264,37 @@ class Dataset:
     info: dict[str, Any]
 
 
+def lfw_templates(images: Path, dim: int) -> tuple[F32, I64]:
+    """Real SFace templates of every LFW image (the evaluation suite's cache) and their person labels."""
+    from faceatlas import config
+    from faceatlas.atlas import FaceAtlas
+    from faceatlas.evaluate.runner import embed_images
+    from faceatlas.models import ModelStore
+
+    keys = sorted(str(p.relative_to(images)) for p in images.glob("*/*.jpg"))
+    atlas = FaceAtlas(embedder="sface", store=ModelStore(models_dir=config.models_dir() or default_models_dir()))
+    if atlas.embedder.dim != dim:
+        raise SystemExit(f"--dim {dim} does not match SFace's {atlas.embedder.dim}")
+    progress(f"embedding {len(keys)} LFW images with SFace (cached in {config.cache_dir() / 'eval'}) ...")
+    ts = embed_images(atlas, [images / k for k in keys], keys=keys, select="central", cache_dir=config.cache_dir() / "eval")
+    people = sorted({k.split("/")[0] for k in keys})
+    pid = {p: i for i, p in enumerate(people)}
+    keep = np.flatnonzero(ts.found)
+    labels = np.array([pid[keys[i].split("/")[0]] for i in keep], np.int64)
+    return ts.vectors[keep].astype(np.float32), labels
+
+
 def build_dataset(args: argparse.Namespace, rng: np.random.Generator) -> Dataset:
     """Real (file or generated) templates scattered among random unit vectors, plus noisy-copy queries."""
     sizes = sorted(args.sizes)
     info: dict[str, Any] = {}
     real: F32
     labels: I64 | None
-    if args.templates is not None and args.templates.is_file():
+    lfw_images = args.data_dir / "lfw" / "images"
+    if args.templates is None and not args.generated and lfw_images.is_dir():
+        real, labels = lfw_templates(lfw_images, args.dim)
+        info["real_source"] = f"SFace templates of all {len(real)} LFW images ({lfw_images}; central face, cached)"
+    elif args.templates is not None and args.templates.is_file():
         with np.load(args.templates) as npz:
             real = np.asarray(npz["vectors"], dtype=np.float32)
             labels = np.asarray(npz["labels"]).astype(np.int64) if "labels" in npz.files else None
@@ -855,6 +881,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--dim", type=int, default=128, help="template dimension (default 128, SFace)")
     ap.add_argument("--templates", type=Path, default=None,
                     help="NPZ of real templates (keys: vectors (N,dim) float32, labels optional); generated if absent")
+    ap.add_argument("--generated", action="store_true",
+                    help="generated clustered templates even when LFW is present (default: real SFace LFW templates)")
     ap.add_argument("--data-dir", type=Path, default=default_data_dir(), help="data folder holding lfw/ (identity counts)")
     ap.add_argument("--intra-cos", type=_float_pair, default=(0.6, 0.8),
                     help="generated data: range of same-identity cosine, LOW,HIGH (default 0.6,0.8)")

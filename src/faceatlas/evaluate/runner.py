@@ -116,6 +116,77 @@ def embed_images(
     return TemplateSet(tuple(keys), vectors, found, n_faces, atlas.model_id, seconds, len(todo))
 
 
+def prefill_flip_caches(
+    plain: Any,
+    flipped: Any,
+    paths: Sequence[Path],
+    *,
+    keys: Sequence[str],
+    select: str = "central",
+    cache_dir: Path,
+    progress: Progress | None = None,
+    chunk: int = 32,
+) -> int:
+    """Fill the template caches of a model and of its ``+flip`` twin in one pass (each crop is embedded once).
+
+    Landmarks come from the shared landmark cache, or are detected and added to it. Returns how many images were
+    embedded. The flip template is the normalised sum of the raw outputs, exactly as the embedder computes it.
+    """
+    emb = plain.embedder
+    if not hasattr(emb, "_infer") or emb.model_id + "+flip" != flipped.embedder.model_id:
+        raise InvalidInputError("invalid_input", "prefill needs a single model and its '+flip' twin")
+    stamps = [_stamp(p) for p in paths]
+    caches = [_cache_path("templates", _template_config(a, select), cache_dir) for a in (plain, flipped)]
+    dcache = _cache_path("landmarks", _detector_config(plain, select), cache_dir)
+    loaded = [_load_cache(c) for c in caches]
+    dets = _load_cache(dcache)
+    todo = [i for i, (k, st) in enumerate(zip(keys, stamps, strict=True)) if any(k not in c or c[k][0] != st for c in loaded)]
+    for n, s in enumerate(range(0, len(todo), chunk)):
+        rows = todo[s : s + chunk]
+        crops, owners = [], []
+        for r in rows:
+            img, (lms, ok) = _landmarks(plain, paths[r], keys[r], stamps[r], dets, select)
+            if ok and img is not None:
+                crops.append(emb.align(img.rgb, lms))
+                owners.append(r)
+        raw = emb._infer(np.stack(crops)) if crops else np.zeros((0, emb.dim), np.float32)
+        rawf = emb._infer(np.ascontiguousarray(np.stack(crops)[:, :, ::-1])) if crops else raw
+        by_row = {r: j for j, r in enumerate(owners)}
+        for cache, vecs in zip(loaded, (raw, raw + rawf), strict=True):
+            unit = (vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+            for r in rows:
+                j = by_row.get(r)
+                vec = unit[j] if j is not None else np.zeros(emb.dim, np.float32)
+                cache[keys[r]] = (stamps[r], vec, j is not None, int(dets[keys[r]][3]))
+        if progress:
+            progress(s + len(rows), len(todo))
+        if n % 16 == 15 or s + chunk >= len(todo):
+            for path, cache in zip((*caches, dcache), (*loaded, dets), strict=True):
+                assert path is not None
+                _save_cache(path, cache)
+    return len(todo)
+
+
+def _landmarks(
+    atlas: Any, path: Path, key: str, stamp: str, dets: dict[str, tuple[str, Any, bool, int]], select: str
+) -> tuple[Any, tuple[Any, bool]]:
+    """The loaded image and the chosen face's landmarks (from the cache, or detected and cached)."""
+    try:
+        img = atlas.load(path)
+    except FaceAtlasError as exc:
+        log.warning("%s: %s", path, exc)
+        dets[key] = (stamp, np.zeros((5, 2), np.float32), False, 0)
+        return None, (None, False)
+    hit = dets.get(key)
+    if hit is None or hit[0] != stamp:
+        found = atlas.detector.detect(img)
+        chosen = select_face(found, img.width, img.height, select) if found else None  # type: ignore[arg-type]
+        lms = found[chosen].landmarks if chosen is not None else np.zeros((5, 2))
+        hit = (stamp, np.asarray(lms, np.float32), bool(found), len(found))
+        dets[key] = hit
+    return img, (hit[1], hit[2])
+
+
 def _embed_chunk(
     atlas: Any, paths: list[Path], rows: list[int], select: str, known: dict[int, tuple[str, Any, bool, int]]
 ) -> list[tuple[int, Any, int, Any]]:
@@ -150,10 +221,9 @@ def _embed_chunk(
 
 
 def _stamp(path: Path) -> str:
-    """Size and modification time: when they change, a cached template is recomputed."""
+    """A digest of the file's bytes: when they change, a cached template is recomputed (copies and re-mounts keep it)."""
     try:
-        st = path.stat()
-        return f"{st.st_size}:{st.st_mtime_ns}"
+        return hashlib.blake2b(path.read_bytes(), digest_size=12).hexdigest()
     except OSError:
         return "missing"
 
