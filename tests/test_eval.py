@@ -118,3 +118,28 @@ def test_identification_through_gallery_matches_eval_suite(atlas, tmp_path: Path
         correct.append(bool(hit) and hit[0].matches[0].external_id == person)
     assert res.summary["rank1"] == pytest.approx(np.mean(correct))
     assert res.summary["rank1"] > 0.9
+
+
+def test_flip_prefill_fills_both_caches_exactly(tmp_path: Path, lfw_dir: Path, models_dir: Path) -> None:
+    """One pass embeds a model and its +flip twin; the cached templates equal the uncached pipeline's, and a copy
+    of an image (same bytes, new path and mtime) still hits the cache."""
+    from faceatlas.atlas import FaceAtlas
+    from faceatlas.evaluate.runner import embed_images, prefill_flip_caches
+    from faceatlas.models import ModelStore
+
+    store = ModelStore(models_dir=models_dir)
+    plain, flipped = FaceAtlas(embedder="sface", store=store), FaceAtlas(embedder="sface+flip", store=store)
+    paths = [lfw(p, 1) for p in PEOPLE[:3]]
+    keys = [p.name for p in paths]
+    cache = tmp_path / "cache"
+    assert prefill_flip_caches(plain, flipped, paths, keys=keys, cache_dir=cache) == 3
+    for atlas in (plain, flipped):
+        cached = embed_images(atlas, paths, keys=keys, cache_dir=cache)
+        fresh = embed_images(atlas, paths, keys=keys, cache_dir=None)
+        assert cached.computed == 0 and cached.found.all()
+        np.testing.assert_allclose(cached.vectors, fresh.vectors, atol=1e-6)
+    assert not np.allclose(embed_images(plain, paths, keys=keys, cache_dir=cache).vectors,
+                           embed_images(flipped, paths, keys=keys, cache_dir=cache).vectors)
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes(paths[0].read_bytes())
+    assert embed_images(plain, [copy], keys=keys[:1], cache_dir=cache).computed == 0
