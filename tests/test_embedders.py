@@ -56,3 +56,30 @@ def test_ensemble_mixes_alignments(models_dir: Path, lfw_dir: Path) -> None:
     with pytest.raises(FaceAtlasError) as err:
         create_embedder("mix", store).embed_crops(np.zeros((1, 112, 112, 3), np.uint8))
     assert err.value.code == "invalid_input"
+
+
+def test_builtin_fusion_verifies_with_its_shipped_calibration(models_dir: Path, lfw_dir: Path) -> None:
+    """The manifest's fusion model works like any model: verify at far=1e-3, echo the threshold, estimate the FAR."""
+    pytest.importorskip("dlib")
+    from faceatlas.atlas import FaceAtlas
+
+    fa = FaceAtlas(embedder="fusion", store=_store(models_dir))
+    same = fa.verify(lfw("Abel_Pacheco", 1), lfw("Abel_Pacheco", 4), threshold="far=1e-3")
+    diff = fa.verify(lfw("Abel_Pacheco", 1), lfw("Aaron_Eckhart", 1), threshold="far=1e-3")
+    assert same.same and not diff.same
+    assert same.threshold == diff.threshold and same.threshold_source.startswith("far=")
+    assert same.far is not None and diff.far is not None and diff.far > same.far
+    default = fa.verify(lfw("Abel_Pacheco", 1), lfw("Abel_Pacheco", 4))
+    assert default.threshold == pytest.approx(fa.store.spec("fusion").default_threshold)
+
+
+@pytest.mark.parametrize("name", [s.name for s in BUILTIN_MODELS if s.task == "recognition"])
+def test_every_recognition_model_ships_a_calibration(name: str) -> None:
+    """Every built-in recogniser (and its +flip variant) has a calibration measured on LFW in the package."""
+    from faceatlas.calibration import Calibration
+
+    root = Path(__file__).resolve().parents[1] / "src" / "faceatlas" / "calibrations"
+    variants = [name] if name == "fusion" else [name, f"{name}+flip"]
+    for model_id in variants:
+        cal = Calibration.from_json((root / f"{model_id}.json").read_text())
+        assert cal.model_id == model_id and cal.n_impostors > 80_000_000 and "lfw" in cal.source

@@ -187,6 +187,16 @@ def _landmarks(
     return img, (hit[1], hit[2])
 
 
+def seed_template_cache(atlas: Any, ts: TemplateSet, paths: Sequence[Path], *, cache_dir: Path, select: str = "central") -> None:
+    """Store templates computed elsewhere (e.g. an ensemble fused from its members' cached templates) as the atlas's."""
+    path = _cache_path("templates", _template_config(atlas, select), cache_dir)
+    assert path is not None
+    cached = _load_cache(path)
+    for key, p, vec, ok, count in zip(ts.keys, paths, ts.vectors, ts.found, ts.n_faces, strict=True):
+        cached[key] = (_stamp(p), vec, bool(ok), int(count))
+    _save_cache(path, cached)
+
+
 def _embed_chunk(
     atlas: Any, paths: list[Path], rows: list[int], select: str, known: dict[int, tuple[str, Any, bool, int]]
 ) -> list[tuple[int, Any, int, Any]]:

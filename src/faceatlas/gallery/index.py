@@ -280,11 +280,16 @@ class ExactIndex(VectorIndex):
 
 @dataclass(frozen=True)
 class HnswParams:
-    """usearch HNSW knobs: graph degree and the candidate-list sizes used when adding and searching."""
+    """usearch HNSW knobs: graph degree and the candidate-list sizes used when adding and searching.
 
-    connectivity: int = 32
-    expansion_add: int = 128
-    expansion_search: int = 128
+    Defaults picked by ``benchmarks/search.py`` (2 cores, real LFW templates among random unit vectors): at 100k
+    they give recall@1 99.9 % at p50 1.8 ms; at 1M the graph builds in about 3 min and gives recall@1 98.4 % (99.6 %
+    on queries of real templates) at p50 3.5-4.1 ms. Degree 32 / 48 builds in 5 min and needs 10 ms for 99.8 %.
+    """
+
+    connectivity: int = 16
+    expansion_add: int = 40
+    expansion_search: int = 512
 
 
 class HnswIndex(VectorIndex):
