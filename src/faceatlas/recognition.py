@@ -156,7 +156,7 @@ class Recognizer:
         coll = self.ensure_collection(collection)
         rejected = list(rejected)
         existing = self._person_or_none(coll.name, person)
-        known_hashes = self._image_hashes(coll.name)
+        known_hashes = self._image_hashes(coll.name, [p.image_sha256 for p in prepared if p.image_sha256])
         keep: list[PreparedFace] = []
         for p in prepared:
             if p.image_sha256 and p.image_sha256 in known_hashes:
@@ -198,11 +198,13 @@ class Recognizer:
         except NotFoundError:
             return None
 
-    def _image_hashes(self, collection: str) -> set[str]:
-        """Hashes of every enrolled source image in a collection (for duplicate detection)."""
-        finder = getattr(self.gallery, "image_hashes", None)
+    def _image_hashes(self, collection: str, candidates: list[str]) -> set[str]:
+        """Which candidate source-image hashes are already enrolled in a collection (duplicate detection)."""
+        if not candidates:
+            return set()
+        finder = getattr(self.gallery, "known_image_hashes", None)
         if callable(finder):
-            return set(finder(collection))
+            return set(finder(collection, candidates))
         hashes: set[str] = set()
         for p in self.gallery.list_persons(collection):
             hashes.update(s.image_sha256 for s in self.gallery.list_samples(collection, p.id) if s.image_sha256)

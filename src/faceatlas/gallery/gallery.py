@@ -392,6 +392,10 @@ class Gallery:
         """Return a sample's record (its template only when asked)."""
         return self._store.get_sample(collection, sample_id, include_template)
 
+    def known_image_hashes(self, collection: str, hashes: Sequence[str]) -> set[str]:
+        """Which of these source-image sha256 hashes the collection already holds (duplicate detection)."""
+        return self._store.known_image_hashes(collection, hashes)
+
     def list_samples(self, collection: str, person: PersonRef) -> list[Sample]:
         """Return a person's samples, without templates."""
         return self._store.list_samples(collection, person)

@@ -1057,6 +1057,22 @@ class SqliteStore:
             template = Template(vec, model_id)
         return self._sample_from_row(row, collection, template)
 
+    def known_image_hashes(self, collection: str, hashes: Sequence[str]) -> set[str]:
+        """Which of ``hashes`` are source-image hashes of samples already in the collection."""
+        wanted = sorted({h for h in hashes if h})
+        found: set[str] = set()
+        with self._read() as cur:
+            cid = int(self._collection_row(cur, collection)[0])
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = cur.execute(
+                    f"SELECT DISTINCT image_sha256 FROM samples WHERE collection_id = ? AND image_sha256 IN ({marks})",  # noqa: S608
+                    (cid, *chunk),
+                ).fetchall()
+                found.update(str(r[0]) for r in rows)
+        return found
+
     def list_samples(self, collection: str, person: PersonRef) -> list[Sample]:
         """Return a person's samples (without templates) ordered by id."""
         with self._read() as cur:
