@@ -148,6 +148,9 @@ def test_collections_persons_samples_crud(gallery: Gallery) -> None:
         crops=[crop, None, None],
     )
     assert len(ids) == 3 and ids == sorted(ids)
+    # Duplicate detection asks about the incoming hashes only (stored lower-case, per collection).
+    assert g.known_image_hashes("c", ["ab" * 32, "cd" * 32, "ef" * 32]) == {"ab" * 32, "cd" * 32}
+    assert g.known_image_hashes("b", ["ab" * 32]) == set() and g.known_image_hashes("c", []) == set()
     assert g.add_samples("c", "emp-2", ts[0]) == [ids[-1] + 1]
     assert g.add_samples("c", bob.id, []) == []
 
