@@ -184,6 +184,23 @@ def test_collections_persons_samples_crud(gallery: Gallery) -> None:
     assert g.check() == []
 
 
+def test_text_that_is_not_unicode_is_refused_cleanly(gallery: Gallery) -> None:
+    """Lone surrogates (what a bad decode leaves) give invalid_input, never a UnicodeEncodeError, and write nothing."""
+    g = gallery
+    calls = [
+        lambda: g.get_collection("\ud800"),
+        lambda: g.create_collection("\ud800", "m", SHA, DIM),
+        lambda: g.add_person("c", "\udc80"),
+        lambda: g.add_person("c", "ok", name="a\ud800"),
+        lambda: g.get_person("c", "x\ud800"),
+    ]
+    for call in calls:
+        with pytest.raises(FaceAtlasError) as ei:
+            call()
+        assert ei.value.code == "invalid_input"
+    assert [c.name for c in g.list_collections()] == ["c"] and g.list_persons("c") == []
+
+
 def test_not_found_paths(gallery: Gallery) -> None:
     g = gallery
     p = g.add_person("c", "x")

@@ -220,6 +220,11 @@ def _check_text(value: object, what: str, max_len: int = 1024, allow_empty: bool
     return value
 
 
+def _bad_text() -> InvalidInputError:
+    """The error for a name or id that is not valid Unicode text (e.g. a lone surrogate from a bad decode)."""
+    return InvalidInputError("invalid_input", "names and ids must be valid Unicode text (lone surrogates are not)")
+
+
 def check_sha256(value: object, what: str = "image_sha256") -> str | None:
     """Validate an optional sha256 hex digest and return it in lowercase."""
     if value is None:
@@ -513,6 +518,8 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise _translate(exc, self.path) from None
+                if isinstance(exc, UnicodeEncodeError):
+                    raise _bad_text() from None
                 raise
             finally:
                 cur.close()
@@ -535,6 +542,8 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise _translate(exc, self.path) from None
+                if isinstance(exc, UnicodeEncodeError):
+                    raise _bad_text() from None
                 raise
             finally:
                 cur.close()
