@@ -235,14 +235,18 @@ def main() -> None:
         rows.append(row(name, ts, pairs, split, ms))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     fusion_info: dict[str, Any] = {}
+
+    def ensure(name: str) -> TemplateSet:
+        """A configuration's templates (embedded now, through the cache, if not yet in this run)."""
+        if name not in sets:
+            sets[name] = embed_images(FaceAtlas(embedder=name, store=store), paths, keys=keys, select="central",
+                                      cache_dir=cache, progress=progress(name))
+        return sets[name]
+
     if args.fusion:
         spec = store.spec(args.fusion, "recognition")
         members = [m for m, _ in spec.members]
-        missing = [m for m in members if m not in sets]
-        for m in missing:
-            atlas = FaceAtlas(embedder=m, store=store)
-            sets[m] = embed_images(atlas, paths, keys=keys, select="central", cache_dir=cache, progress=progress(m))
-        fused = fuse([sets[m] for m in members], [w for _, w in spec.members], spec.name)
+        fused = fuse([ensure(m) for m in members], [w for _, w in spec.members], spec.name)
         # The fused templates must equal what the ensemble model itself computes.
         ens = FaceAtlas(embedder=spec.name, store=store)
         check = [ens.embed(p, faces="one", select="central") for p in timing_paths[:10]]
@@ -258,18 +262,11 @@ def main() -> None:
     cv = []
     if args.fusion_cv:
         members = args.fusion_cv.split(",")
-        for m in members:
-            if m not in sets:
-                sets[m] = embed_images(FaceAtlas(embedder=m, store=store), paths, keys=keys, select="central",
-                                       cache_dir=cache, progress=progress(m))
-        cv = [{"members": members, **fusion_cv([sets[m] for m in members], pairs, rule)} for rule in ("znorm", "lda")]
-        if args.fusion_candidates:
-            cand = args.fusion_candidates.split(",")
-            for m in cand:
-                if m not in sets:
-                    sets[m] = embed_images(FaceAtlas(embedder=m, store=store), paths, keys=keys, select="central",
-                                           cache_dir=cache, progress=progress(m))
-            cv.append({"members": cand, **fusion_nested({m: sets[m] for m in cand}, pairs)})
+        member_sets = [ensure(m) for m in members]
+        cv = [{"members": members, **fusion_cv(member_sets, pairs, rule)} for rule in ("znorm", "lda")]
+    if args.fusion_candidates:
+        cand = args.fusion_candidates.split(",")
+        cv.append({"members": cand, **fusion_nested({m: ensure(m) for m in cand}, pairs)})
     calib = {name: calibration_check(ts, pairs) for name, ts in sets.items() if name in (args.configs.split(",")[0], args.fusion)}
     result = {"rows": rows, "fusion": fusion_info, "fusion_cv": cv, "calibration_far_1e-2": calib,
               "images": len(paths), "machine": "2 cores, no GPU"}
