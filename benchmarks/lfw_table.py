@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 from faceatlas import config  # noqa: E402
 from faceatlas.atlas import FaceAtlas  # noqa: E402
 from faceatlas.calibration import Calibration  # noqa: E402
+from faceatlas.embed.ensemble import fuse_templates  # noqa: E402
 from faceatlas.evaluate.calibrate import all_pair_scores  # noqa: E402
 from faceatlas.evaluate.metrics import kfold_accuracy  # noqa: E402
 from faceatlas.evaluate.protocols import lfw_identification_split, read_lfw_pairs  # noqa: E402
@@ -75,14 +76,37 @@ def time_per_image(atlas: FaceAtlas, paths: list[Path], n: int) -> float:
 
 
 def fuse(sets: list[TemplateSet], weights: list[float], model_id: str) -> TemplateSet:
-    """The ensemble's templates from its members' (weighted concatenation, as EnsembleEmbedder does)."""
-    total = sum(weights)
-    parts = [ts.vectors * np.sqrt(w / total) for ts, w in zip(sets, weights, strict=True)]
-    vec = np.concatenate(parts, axis=1)
-    vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+    """The ensemble's templates from its members' cached ones (the same function EnsembleEmbedder uses)."""
+    vec = fuse_templates([ts.vectors for ts in sets], weights)
     found = np.logical_and.reduce([ts.found for ts in sets])
     vec[~found] = 0
     return TemplateSet(sets[0].keys, vec.astype(np.float32), found, sets[0].n_faces, model_id, 0.0, 0)
+
+
+def _member_scores(sets: list[TemplateSet], pairs: list[Any]) -> tuple[Any, Any, Any, Any]:
+    """Pair scores (pairs × members), pairs with a face missing in any member, labels and folds."""
+    cols = [pair_scores(ts, pairs) for ts in sets]
+    scores = np.stack([c[0] for c in cols], axis=1).astype(np.float64)
+    failed = np.logical_or.reduce([c[1] for c in cols])
+    return scores, failed, np.array([p.same for p in pairs]), np.array([p.fold for p in pairs])
+
+
+def _weights(scores: Any, rows: Any, labels: Any, rule: str) -> Any:
+    """Fusion weights (absolute values summing to 1) learned on ``rows`` only: z-norm or Fisher LDA."""
+    if rule == "znorm":
+        w = 1.0 / scores[rows & ~labels].std(axis=0)
+    else:
+        gen, imp = scores[rows & labels], scores[rows & ~labels]
+        cov = 0.5 * (np.cov(gen, rowvar=False) + np.cov(imp, rowvar=False))
+        w = np.linalg.solve(np.atleast_2d(cov), gen.mean(axis=0) - imp.mean(axis=0))
+    return w / np.abs(w).sum()
+
+
+def _fused(scores: Any, w: Any, labels: Any, failed: Any) -> Any:
+    """Fused pair scores; a pair with a missing face is pushed to the wrong side of any threshold."""
+    out = scores @ w
+    out[failed & labels], out[failed & ~labels] = -1e9, 1e9
+    return out
 
 
 def fusion_cv(sets: list[TemplateSet], pairs: list[Any], rule: str) -> dict[str, Any]:
@@ -92,24 +116,11 @@ def fusion_cv(sets: list[TemplateSet], pairs: list[Any], rule: str) -> dict[str,
     shift the threshold, which is chosen on the training folds too). ``lda``: Fisher's discriminant of the members'
     scores on the training pairs. Returns per-fold weights and accuracies.
     """
-    cols = [pair_scores(ts, pairs) for ts in sets]
-    scores = np.stack([c[0] for c in cols], axis=1).astype(np.float64)
-    failed = np.logical_or.reduce([c[1] for c in cols])
-    labels = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
+    scores, failed, labels, folds = _member_scores(sets, pairs)
     accs, weights = [], []
     for k in sorted(set(folds.tolist())):
-        train = (folds != k) & ~failed
-        if rule == "znorm":
-            w = 1.0 / scores[train & ~labels].std(axis=0)
-        else:
-            gen, imp = scores[train & labels], scores[train & ~labels]
-            cov = 0.5 * (np.cov(gen, rowvar=False) + np.cov(imp, rowvar=False))
-            w = np.linalg.solve(np.atleast_2d(cov), gen.mean(axis=0) - imp.mean(axis=0))
-        w = w / np.abs(w).sum()
-        fused = scores @ w
-        fused[failed & labels], fused[failed & ~labels] = -1e9, 1e9
-        accs.append(float(kfold_accuracy(fused, labels, folds).accuracies[k]))
+        w = _weights(scores, (folds != k) & ~failed, labels, rule)
+        accs.append(float(kfold_accuracy(_fused(scores, w, labels, failed), labels, folds).accuracies[k]))
         weights.append([round(float(x), 4) for x in w])
     return {"rule": rule, "accuracy": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
             "fold_accuracies": accs, "fold_weights": weights}
@@ -124,26 +135,20 @@ def fusion_nested(sets: dict[str, TemplateSet], pairs: list[Any]) -> dict[str, A
     the members by looking at the test folds.
     """
     names = list(sets)
-    cols = {n: pair_scores(sets[n], pairs) for n in names}
-    labels = np.array([p.same for p in pairs])
-    folds = np.array([p.fold for p in pairs])
-    failed = np.logical_or.reduce([c[1] for c in cols.values()])
-    subsets = [c for r in range(2, len(names) + 1) for c in itertools.combinations(names, r)]
+    scores, failed, labels, folds = _member_scores(list(sets.values()), pairs)
+    subsets = [c for r in range(2, len(names) + 1) for c in itertools.combinations(range(len(names)), r)]
     accs, chosen = [], []
     for k in sorted(set(folds.tolist())):
-        train = (folds != k) & ~failed
+        train, rest = (folds != k) & ~failed, folds != k
 
-        def fused(combo: tuple[str, ...], rows: Any) -> Any:
-            sc = np.stack([cols[m][0] for m in combo], axis=1).astype(np.float64)
-            w = 1.0 / sc[rows & ~labels].std(axis=0)
-            out = sc @ (w / w.sum())
-            out[failed & labels], out[failed & ~labels] = -1e9, 1e9
-            return out
+        def fused(combo: tuple[int, ...], train: Any = train) -> Any:
+            sub = scores[:, list(combo)]
+            return _fused(sub, _weights(sub, train, labels, "znorm"), labels, failed)
 
-        inner = {c: kfold_accuracy(fused(c, train)[folds != k], labels[folds != k], folds[folds != k]).mean for c in subsets}
+        inner = {c: kfold_accuracy(fused(c)[rest], labels[rest], folds[rest]).mean for c in subsets}
         best = max(subsets, key=lambda c: inner[c])
-        accs.append(float(kfold_accuracy(fused(best, train), labels, folds).accuracies[k]))
-        chosen.append("+".join(best))
+        accs.append(float(kfold_accuracy(fused(best), labels, folds).accuracies[k]))
+        chosen.append("+".join(names[i] for i in best))
     return {"rule": "nested selection, znorm", "accuracy": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
             "fold_accuracies": accs, "chosen_per_fold": chosen}
 

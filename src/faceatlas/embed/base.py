@@ -47,6 +47,24 @@ class CropEmbedder:
 
     def embed_crops(self, crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Templates (N, dim), L2-normalised, for aligned RGB uint8 crops of the model's input size."""
+        batch = self._as_batch(crops)
+        if len(batch) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self.embed_crops_both(batch)[1] if self.flip else _unit(self._infer(batch))
+
+    def embed_crops_both(
+        self, crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Templates without and with flip TTA from one pass (each crop and its mirror are embedded once)."""
+        batch = self._as_batch(crops)
+        if len(batch) == 0:
+            empty = np.zeros((0, self.dim), np.float32)
+            return empty, empty
+        raw = self._infer(batch)
+        return _unit(raw), _unit(raw + self._infer(np.ascontiguousarray(batch[:, :, ::-1])))
+
+    def _as_batch(self, crops: list[npt.NDArray[np.uint8]] | npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        """Crops as an (N, H, W, 3) array of this model's input size (a single crop becomes a batch of one)."""
         batch = np.asarray(crops)
         if batch.ndim == 3:
             batch = batch[None]
@@ -54,13 +72,7 @@ class CropEmbedder:
             raise InvalidInputError(
                 "invalid_input", f"crops must be (N, {self.size[1]}, {self.size[0]}, 3) uint8, got {batch.shape}"
             )
-        if len(batch) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        vectors = self._infer(batch)
-        if self.flip:
-            vectors = vectors + self._infer(np.ascontiguousarray(batch[:, :, ::-1]))
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        return batch
 
     def _infer(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Raw (unnormalised) network outputs for a batch of crops."""
@@ -76,6 +88,12 @@ class CropEmbedder:
         if layout == "nchw":
             xf = xf.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(xf)
+
+
+def _unit(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Rows scaled to unit L2 norm (float32)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def run_in_chunks(

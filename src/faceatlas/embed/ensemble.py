@@ -33,8 +33,7 @@ class EnsembleEmbedder(CropEmbedder):
         self.dim = sum(m.dim for m, _ in members)
         parts = [f"{m.model_id}:{m.model_sha256}:{w:.6g}" for m, w in members]
         self.model_sha256 = hashlib.sha256("|".join(parts).encode()).hexdigest()
-        total = sum(w for _, w in members)
-        self._scales = [float(np.sqrt(w / total)) for _, w in members]
+        self._weights = [w for _, w in members]
 
     def embed_faces(self, faces: Sequence[tuple[npt.NDArray[np.uint8], npt.ArrayLike]]) -> npt.NDArray[np.float32]:
         """Fused unit templates; each member aligns the faces with its own template."""
@@ -50,7 +49,13 @@ class EnsembleEmbedder(CropEmbedder):
 
     def _fuse(self, member_vectors: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
         """Weighted concatenation of member templates, re-normalised."""
-        parts = [v * s for v, s in zip(member_vectors, self._scales, strict=True)]
-        fused = np.concatenate(parts, axis=1)
-        norms = np.linalg.norm(fused, axis=1, keepdims=True)
-        return (fused / np.maximum(norms, 1e-12)).astype(np.float32)
+        return fuse_templates(member_vectors, self._weights)
+
+
+def fuse_templates(member_vectors: Sequence[npt.NDArray[np.float32]], weights: Sequence[float]) -> npt.NDArray[np.float32]:
+    """Fused unit templates: each member's (N, dim_i) unit rows scaled by sqrt(weight / total), concatenated."""
+    total = float(sum(weights))
+    parts = [np.asarray(v, np.float32) * float(np.sqrt(w / total)) for v, w in zip(member_vectors, weights, strict=True)]
+    fused = np.concatenate(parts, axis=1)
+    norms = np.linalg.norm(fused, axis=1, keepdims=True)
+    return (fused / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -130,10 +130,10 @@ def prefill_flip_caches(
     """Fill the template caches of a model and of its ``+flip`` twin in one pass (each crop is embedded once).
 
     Landmarks come from the shared landmark cache, or are detected and added to it. Returns how many images were
-    embedded. The flip template is the normalised sum of the raw outputs, exactly as the embedder computes it.
+    embedded. Both templates come from the embedder's own ``embed_crops_both``.
     """
     emb = plain.embedder
-    if not hasattr(emb, "_infer") or emb.model_id + "+flip" != flipped.embedder.model_id:
+    if emb.model_id + "+flip" != flipped.embedder.model_id:
         raise InvalidInputError("invalid_input", "prefill needs a single model and its '+flip' twin")
     stamps = [_stamp(p) for p in paths]
     caches = [_cache_path("templates", _template_config(a, select), cache_dir) for a in (plain, flipped)]
@@ -149,11 +149,9 @@ def prefill_flip_caches(
             if ok and img is not None:
                 crops.append(emb.align(img.rgb, lms))
                 owners.append(r)
-        raw = emb._infer(np.stack(crops)) if crops else np.zeros((0, emb.dim), np.float32)
-        rawf = emb._infer(np.ascontiguousarray(np.stack(crops)[:, :, ::-1])) if crops else raw
+        views = emb.embed_crops_both(np.stack(crops)) if crops else (np.zeros((0, emb.dim), np.float32),) * 2
         by_row = {r: j for j, r in enumerate(owners)}
-        for cache, vecs in zip(loaded, (raw, raw + rawf), strict=True):
-            unit = (vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        for cache, unit in zip(loaded, views, strict=True):
             for r in rows:
                 j = by_row.get(r)
                 vec = unit[j] if j is not None else np.zeros(emb.dim, np.float32)

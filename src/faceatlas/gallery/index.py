@@ -6,9 +6,9 @@ arrays of shape ``(queries, min(k, len))`` padded with id ``-1`` and score ``-in
 and removals immediately. All methods are thread-safe.
 
 Exact search of a few queries goes through FAISS's SIMD brute-force kernel (``faiss.knn``) when ``faiss-cpu`` is
-installed: on one core it reads a 1M x 128 float32 matrix about 2.5x faster than a BLAS matrix-vector product. It runs
-on the calling thread only (FAISS's OpenMP team for that thread is set to one thread): on a small machine, one query
-per core serves concurrent requests better than one query split over busy cores. Larger query batches use BLAS.
+installed; larger query batches use a BLAS matrix product. The kernel runs on the calling thread only (FAISS's OpenMP
+team for that thread is set to one thread), so concurrent requests each get a core instead of contending for both.
+``benchmarks/search.py`` times it against FAISS's own ``IndexFlatIP`` in the same run.
 """
 
 from __future__ import annotations
@@ -282,9 +282,10 @@ class ExactIndex(VectorIndex):
 class HnswParams:
     """usearch HNSW knobs: graph degree and the candidate-list sizes used when adding and searching.
 
-    Defaults picked by ``benchmarks/search.py`` (2 cores, real LFW templates among random unit vectors): at 100k
-    they give recall@1 99.9 % at p50 1.8 ms; at 1M the graph builds in about 3 min and gives recall@1 98.4 % (99.6 %
-    on queries of real templates) at p50 3.5-4.1 ms. Degree 32 / 48 builds in 5 min and needs 10 ms for 99.8 %.
+    Defaults picked by ``benchmarks/search.py --hnsw-configs 16:40:float16,16:64:float16`` (2 cores, real LFW
+    templates among random unit vectors): at 100k they give recall@1 99.9 % at p50 1.8 ms; at 1M the graph builds in
+    about 3 min and gives recall@1 98.4 % (99.6 % on queries of real templates) at p50 3.5-4.1 ms. Degree 32 /
+    expansion 48 (``--hnsw-configs 32:48:float16``) builds in 5 min and needs 10 ms for 99.8 %.
     """
 
     connectivity: int = 16
