@@ -39,3 +39,37 @@ def test_enroll_dir_identify_delete(tmp_path: Path, lfw_dir: Path) -> None:
     assert [json.loads(x)["person"] for x in listed.stdout.splitlines()] == ["Colin_Powell"]
     missing = run("identify", str(lfw("Tony_Blair", 10)), "--collection", "nope", "--gallery", g)
     assert missing.returncode == 2 and "[not_found]" in missing.stderr
+
+
+def test_enroll_dir_pipeline_keeps_people_whole_and_in_order_across_workers() -> None:
+    """Work runs ahead across people (one-photo people keep every worker busy); results come back per person, in order."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceatlas.cli_gallery import _prepared_by_person
+
+    people = [("a", [Path("a1")]), ("b", [Path("b1"), Path("b2"), Path("b3")]), ("c", [Path("c1")]), ("d", [Path("d1")])]
+    running, peak = [0], [0]
+    lock = threading.Lock()
+
+    def work(path: Path) -> str:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return path.name.upper()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = [(person, [(p.name, r) for p, r in res]) for person, res in _prepared_by_person(pool, work, iter(people), 4)]
+    assert got == [("a", [("a1", "A1")]), ("b", [("b1", "B1"), ("b2", "B2"), ("b3", "B3")]),
+                   ("c", [("c1", "C1")]), ("d", [("d1", "D1")])]
+    singles = [(name, [Path(name + "1")]) for name in "pqrs"]
+    peak[0] = 0
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert [person for person, _ in _prepared_by_person(pool, work, iter(singles), 4)] == list("pqrs")
+    assert peak[0] == 2  # both workers busy although every person has a single photo
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert list(_prepared_by_person(pool, work, iter([]), 4)) == []

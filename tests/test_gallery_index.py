@@ -1,4 +1,4 @@
-"""Vector indexes of the gallery: exact top-k against a numpy reference, HNSW recall, removal, factory."""
+"""Vector indexes of the gallery: exact top-k against a numpy reference, PQ and HNSW recall, removal, factory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from faceatlas.errors import FaceAtlasError
-from faceatlas.gallery import ExactIndex, Gallery, HnswIndex, HnswParams, IndexConfig, make_index
+from faceatlas.gallery import ExactIndex, Gallery, HnswIndex, HnswParams, IndexConfig, PqIndex, PqParams, make_index
 from faceatlas.types import Template
 
 DIM = 128
@@ -171,18 +171,116 @@ def test_hnsw_remove_get_and_replace() -> None:
 
 
 def test_factory_threshold_and_explicit_choice() -> None:
-    assert isinstance(make_index(DIM, IndexConfig(hnsw_threshold=100), size_hint=99), ExactIndex)
-    assert isinstance(make_index(DIM, IndexConfig(hnsw_threshold=100), size_hint=100), HnswIndex)
+    pytest.importorskip("faiss")
+    assert isinstance(make_index(DIM, IndexConfig(approx_threshold=100), size_hint=99), ExactIndex)
+    assert isinstance(make_index(DIM, IndexConfig(approx_threshold=100), size_hint=100), PqIndex)
+    assert IndexConfig(approx_threshold=100).kind_for(10**6) == "pq"
     assert isinstance(make_index(DIM, IndexConfig(kind="hnsw")), HnswIndex)
+    assert isinstance(make_index(DIM, IndexConfig(kind="pq")), PqIndex)
     assert isinstance(make_index(DIM, IndexConfig(kind="exact"), size_hint=10**6), ExactIndex)
     with pytest.raises(FaceAtlasError):
         IndexConfig(kind="annoy")  # type: ignore[arg-type]
+    with pytest.raises(FaceAtlasError):
+        PqParams(train_min=10)
 
 
-def test_index_thread_safety() -> None:
+# ---------------------------------------------------------------- product-quantised scan
+
+
+def _pq(**kw: int) -> PqIndex:
+    """A PqIndex with a small training threshold, so a few hundred rows already use the codes."""
+    pytest.importorskip("faiss")
+    return PqIndex(DIM, params=PqParams(train_min=256, **kw))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_pq_candidates_map_back_to_ids_after_training_removal_and_replacement(dtype: str) -> None:
+    """With a re-rank depth covering every row the answer must be exact: positions, rows and ids stay aligned."""
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(11)
+    x = unit(rng, 3000)
+    params = PqParams(train_min=256, rerank=3000, segment=1024)  # three segments of codes to merge per query
+    idx = PqIndex(DIM, dtype=dtype, params=params)  # type: ignore[arg-type]
+    assert idx.search(x[0], 3)[0].shape == (1, 0)
+    for start in range(0, 3000, 400):  # crosses train_min, then retrains at 4x growth
+        idx.add(np.arange(start, min(start + 400, 3000)) + 10_000, x[start : start + 400])
+    assert idx._quantizer is not None and idx._trained_on >= 1024 and len(idx._segments) == 3
+    idx.remove(np.arange(0, 3000, 3) + 10_000)
+    fresh = unit(rng, 1)
+    top = idx._top
+    idx.add([10_001], fresh)  # replace a live id: the old row and code go
+    idx.add([99], x[[0]])  # removed slots are reused
+    assert idx._top == top
+    live = np.sort(idx.ids())
+    assert len(idx) == live.size == idx.code_count() == sum(seg.rows.size for seg in idx._segments)
+    ref = idx.get(live)
+    q = unit(rng, 300)  # more than one query block
+    got_ids, got_scores = idx.search(q, 7)
+    ref_ids, ref_scores = brute_force(q, ref, live, 7)
+    np.testing.assert_array_equal(got_ids, ref_ids)
+    np.testing.assert_allclose(got_scores, ref_scores, atol=1e-5)
+    assert idx.search(fresh, 1)[0][0, 0] == 10_001
+    assert 10_000 not in idx and idx.search(x[0], 1)[0][0, 0] == 99
+
+
+def test_pq_recall_on_planted_neighbours_with_default_depth() -> None:
+    """Default re-rank depth: noisy copies (cos 0.7-0.9) of rows among 20k random vectors find their row."""
+    idx = _pq()
+    rng = np.random.default_rng(12)
+    x = unit(rng, 20_000)
+    idx.add(np.arange(20_000), x)
+    src = rng.choice(20_000, 300, replace=False)
+    noise = unit(rng, 300)
+    noise -= np.sum(noise * x[src], axis=1, keepdims=True) * x[src]
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    rho = rng.uniform(0.7, 0.9, (300, 1)).astype(np.float32)
+    q = rho * x[src] + np.sqrt(1 - rho * rho) * noise
+    got, scores = idx.search(q, 1)
+    assert np.mean(got[:, 0] == src) >= 0.99
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    hit = got[:, 0] == src
+    np.testing.assert_allclose(scores[hit, 0], np.sum(qn * x[src], axis=1)[hit], atol=1e-5)  # exact, re-scored
+    code_scores = idx._code_candidates(qn, 1)[0][:, 0]
+    assert np.abs(code_scores - scores[:, 0]).max() > 1e-3  # what the codes alone would have said
+
+
+def test_pq_removals_touch_one_segment_and_thinned_segments_are_packed_again() -> None:
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(14)
+    x = unit(rng, 6000)
+    idx = PqIndex(DIM, params=PqParams(train_min=256, rerank=6000, segment=1024))
+    idx.add(np.arange(6000), x)
+    assert [int(seg.codes.ntotal) for seg in idx._segments] == [1024] * 5 + [880]
+    idx.remove([1500])  # row 1500 lives in the second segment: only that one shrinks
+    assert [int(seg.codes.ntotal) for seg in idx._segments] == [1024, 1023, 1024, 1024, 1024, 880]
+    idx.remove(np.arange(0, 6000, 2))  # half the rows go: 7 segments' worth of room for 3,000 codes -> packed again
+    assert len(idx._segments) == 3 and idx.code_count() == len(idx) == 3000
+    live = np.sort(idx.ids())
+    q = unit(rng, 20)
+    got, _ = idx.search(q, 5)
+    np.testing.assert_array_equal(got, brute_force(q, idx.get(live), live, 5)[0])
+
+
+def test_pq_remove_leaves_no_copy_and_pads_odd_dimensions() -> None:
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(13)
+    x = unit(rng, 600, dim=130)  # 130 is not a multiple of sub_dim 4: rows are zero-padded for the codes
+    idx = PqIndex(130, params=PqParams(train_min=256))
+    idx.add(np.arange(600), x)
+    assert idx.search(x[42], 1)[0][0, 0] == 42
+    assert idx.remove([42, 43, 10**9]) == 2
+    assert idx.search(x[42], 5)[0][0].tolist().count(42) == 0
+    assert not np.any(np.all(np.isclose(idx._mat, x[42]), axis=1))  # the full-precision row is zeroed
+    assert idx.code_count() == 598 and 42 not in idx and len(idx) == 598
+    with pytest.raises(KeyError):
+        idx.get([42])
+
+
+@pytest.mark.parametrize("kind", ["exact", "pq"])
+def test_index_thread_safety(kind: str) -> None:
     rng = np.random.default_rng(6)
     x = unit(rng, 400)
-    idx = ExactIndex(DIM)
+    idx = ExactIndex(DIM) if kind == "exact" else _pq(rerank=400)
     errors: list[BaseException] = []
 
     def work(part: int) -> None:
@@ -221,12 +319,17 @@ def _enrol(g: Gallery, rng: np.random.Generator, persons: int, per: int) -> dict
     return out
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+@pytest.mark.parametrize("kind", ["exact", "pq", "hnsw"])
 def test_gallery_search_dedupes_persons_max_and_centroid(tmp_path: Path, kind: str) -> None:
     rng = np.random.default_rng(7)
-    g = Gallery.open(tmp_path / "g.db", index=kind)  # type: ignore[arg-type]
+    if kind == "pq":
+        pytest.importorskip("faiss")
+    g = Gallery.open(tmp_path / "g.db", index=kind, pq=PqParams(train_min=200, rerank=240))  # type: ignore[arg-type]
     g.create_collection("c", "m", SHA, DIM)
     people = _enrol(g, rng, 60, 4)
+    if kind == "pq":
+        index = g._backend._caches["c"].index  # type: ignore[attr-defined]
+        assert isinstance(index, PqIndex) and index.code_count() == 240  # searches go through the codes
     q = unit(rng, 8)
     res = g.search("c", q, k=10)
     for row, cands in enumerate(res):
@@ -250,20 +353,31 @@ def test_gallery_search_dedupes_persons_max_and_centroid(tmp_path: Path, kind: s
     g.close()
 
 
-def test_gallery_switches_to_hnsw_above_threshold(tmp_path: Path) -> None:
+@pytest.mark.parametrize("faiss_installed", [True, False])
+def test_gallery_switches_to_approximate_index_above_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faiss_installed: bool
+) -> None:
+    """Past the threshold a collection moves to PQ (HNSW without FAISS), keeps answering, and reopens the same."""
+    if faiss_installed:
+        pytest.importorskip("faiss")
+    else:
+        monkeypatch.setattr("faceatlas.gallery.index._faiss", lambda: None)
+    expected = "pq" if faiss_installed else "hnsw"
     rng = np.random.default_rng(8)
-    g = Gallery.open(tmp_path / "g.db", hnsw_threshold=50)
+    g = Gallery.open(tmp_path / "g.db", approx_threshold=50)
     g.create_collection("c", "m", SHA, DIM)
     people = _enrol(g, rng, 10, 4)
     assert g.stats().collections[0].index_kind == "exact"
     people.update(_enrol_more(g, rng, 10, 4))
     st = g.stats().collections[0]
-    assert st.index_kind == "hnsw" and st.indexed == 80
+    assert st.index_kind == expected and st.indexed == 80
     pid, vecs = next(iter(people.items()))
     assert g.search("c", vecs[0], k=1)[0][0].person_id == pid
+    g.delete_person("c", pid)
+    assert all(c.person_id != pid for c in g.search("c", vecs[0], k=5)[0])
     g.close()
-    g2 = Gallery.open(tmp_path / "g.db", hnsw_threshold=50)
-    assert g2.stats().collections[0].index_kind == "hnsw"
+    g2 = Gallery.open(tmp_path / "g.db", approx_threshold=50)
+    assert g2.stats().collections[0].index_kind == expected and g2.stats().collections[0].indexed == 76
     g2.close()
 
 
@@ -303,3 +417,11 @@ def test_gallery_search_inputs(tmp_path: Path) -> None:
         g.search("c", vecs[0], aggregate="mean")  # type: ignore[arg-type]
     assert ei.value.code == "invalid_input"
     g.close()
+
+
+def test_pq_index_is_refused_on_milvus(tmp_path: Path) -> None:
+    """Milvus galleries search inside Milvus: asking for the in-memory PQ index there is a clear error."""
+    with pytest.raises(FaceAtlasError) as err:
+        Gallery.open(f"milvus-lite:{tmp_path / 'm.db'}", index="pq")
+    assert err.value.code == "invalid_input" and "pq" in str(err.value)
+    assert not (tmp_path / "m.db").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -271,9 +272,9 @@ def enroll_dir(
     from .types import Rejection
 
     with ThreadPoolExecutor(max_workers=n_workers) as pool, _Bar(len(paths)) as advance:
-        for person, imgs in _ordered(by_person):
+        for person, results in _prepared_by_person(pool, work, _ordered(by_person), ahead=4 * n_workers):
             prepared, rejected = [], []
-            for path, res in zip(imgs, pool.map(work, imgs), strict=True):
+            for path, res in results:
                 if isinstance(res, FaceAtlasError):
                     rejected.append(Rejection(str(path), res.code, res.message))
                 else:
@@ -292,6 +293,34 @@ def enroll_dir(
             elif out.rejected:
                 typer.echo(f"{person}: {len(out.sample_ids)} enrolled, {len(out.rejected)} rejected")
     raise typer.Exit(EXIT_ERROR if failed else EXIT_OK)
+
+
+def _prepared_by_person(
+    pool: ThreadPoolExecutor, work: Any, people: Iterator[tuple[str, list[Path]]], ahead: int
+) -> Iterator[tuple[str, list[tuple[Path, Any]]]]:
+    """Each person with ``(path, work(path))`` for their images, in order, keeping up to ``ahead`` images in flight.
+
+    Work is submitted across person boundaries, so workers stay busy when people have one photo each (most of LFW);
+    a person is handed back as soon as their last image is done."""
+    queue: deque[tuple[str, Path, Any]] = deque()
+    flat = ((person, path) for person, imgs in people for path in imgs)
+
+    def refill() -> None:
+        while len(queue) < max(1, ahead):
+            nxt = next(flat, None)
+            if nxt is None:
+                return
+            queue.append((nxt[0], nxt[1], pool.submit(work, nxt[1])))
+
+    done: list[tuple[Path, Any]] = []
+    refill()
+    while queue:
+        person, path, future = queue.popleft()
+        done.append((path, future.result()))
+        refill()
+        if not queue or queue[0][0] != person:
+            yield person, done
+            done = []
 
 
 def _ordered(by_person: dict[str, list[Path]]) -> Iterator[tuple[str, list[Path]]]:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from faceatlas.gallery.backend import GalleryLocation, parse_location
 from faceatlas.gallery.gallery import Gallery
-from faceatlas.gallery.index import ExactIndex, HnswIndex, HnswParams, IndexConfig, VectorIndex, make_index
+from faceatlas.gallery.index import (
+    ExactIndex,
+    HnswIndex,
+    HnswParams,
+    IndexConfig,
+    PqIndex,
+    PqParams,
+    VectorIndex,
+    make_index,
+)
 from faceatlas.gallery.models import (
     AuditEvent,
     Candidate,
@@ -30,6 +39,8 @@ __all__ = [
     "HnswParams",
     "IndexConfig",
     "Person",
+    "PqIndex",
+    "PqParams",
     "Sample",
     "VectorIndex",
     "make_index",

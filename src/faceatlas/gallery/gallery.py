@@ -33,10 +33,11 @@ from faceatlas.errors import FaceAtlasError, InvalidInputError
 from faceatlas.gallery.backend import GalleryLocation, SearchBackend, parse_location
 from faceatlas.gallery.crypto import KeyLike, resolve_key
 from faceatlas.gallery.index import (
-    DEFAULT_HNSW_THRESHOLD,
+    DEFAULT_APPROX_THRESHOLD,
     HnswParams,
     IndexConfig,
     IndexKind,
+    PqParams,
     StorageDType,
 )
 from faceatlas.gallery.memory_backend import MemoryIndexBackend
@@ -162,9 +163,10 @@ class Gallery:
         *,
         create: bool = True,
         actor: str | None = None,
-        hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD,
+        approx_threshold: int = DEFAULT_APPROX_THRESHOLD,
         index_dtype: StorageDType = "float32",
         hnsw: HnswParams | None = None,
+        pq: PqParams | None = None,
         auto_refresh: bool = True,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
         meta_path: str | os.PathLike[str] | None = None,
@@ -180,10 +182,18 @@ class Gallery:
         or ``None`` to use ``FACEATLAS_KEY`` / ``FACEATLAS_KEY_FILE`` (no encryption if neither is set).
         A new SQLite gallery is encrypted exactly when a key is available at creation; Milvus galleries
         refuse any key (``gallery_key_unsupported``) because Milvus must read templates to search them.
+
+        ``index``: ``auto`` (exact below ``approx_threshold`` templates per collection, then ``pq``, or ``hnsw``
+        without FAISS), ``exact``, ``pq`` or ``hnsw`` (see :mod:`faceatlas.gallery.index`). Milvus galleries use
+        ``exact`` (FLAT) or ``hnsw``; ``pq`` there is refused with ``invalid_input``.
         """
         location = parse_location(path, meta_path)
         config = index if isinstance(index, IndexConfig) else IndexConfig(
-            kind=index, hnsw_threshold=hnsw_threshold, dtype=index_dtype, hnsw=hnsw or HnswParams()
+            kind=index,
+            approx_threshold=approx_threshold,
+            dtype=index_dtype,
+            hnsw=hnsw or HnswParams(),
+            pq=pq or PqParams(),
         )
         key_material = resolve_key(key)
         if location.kind == "sqlite":
@@ -195,6 +205,10 @@ class Gallery:
                     "gallery_key_unsupported",
                     f"a {location.kind} gallery cannot be encrypted at rest: Milvus must read templates to search "
                     f"them (key from {key_material.source}); use the SQLite backend for encrypted galleries",
+                )
+            if config.kind == "pq":
+                raise InvalidInputError(
+                    "invalid_input", "index 'pq' is an in-memory index of SQLite galleries; Milvus uses exact or hnsw"
                 )
             from faceatlas.gallery.milvus_backend import MilvusBackend
 

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from faceatlas.errors import FaceAtlasError, NotFoundError
 from faceatlas.gallery.backend import BackendKind, Hits, SearchBackend
-from faceatlas.gallery.index import ExactIndex, HnswIndex, IndexConfig, VectorIndex, make_index
+from faceatlas.gallery.index import ExactIndex, IndexConfig, VectorIndex, make_index
 from faceatlas.gallery.models import EmbeddingContract
 from faceatlas.gallery.sqlite_store import SqliteStore, WriteReceipt
 
@@ -38,7 +38,7 @@ class _CollectionIndex:
 
 
 class MemoryIndexBackend(SearchBackend):
-    """Exact or HNSW indexes in memory over the templates of a SQLite store; thread-safe."""
+    """Exact or approximate indexes in memory over the templates of a SQLite store; thread-safe."""
 
     kind: BackendKind = "sqlite"
 
@@ -125,16 +125,17 @@ class MemoryIndexBackend(SearchBackend):
         return (mean / norm).astype(np.float32)
 
     def _maybe_switch_kind(self, cache: _CollectionIndex) -> None:
-        """Move a growing collection from the exact index to HNSW once it passes the threshold."""
+        """Move a growing collection from the exact index to the approximate one once it passes the threshold."""
         if self._config.kind != "auto" or not isinstance(cache.index, ExactIndex):
             return
-        if self._config.kind_for(len(cache.index)) != "hnsw":
+        n = len(cache.index)
+        if self._config.kind_for(n) == "exact":
             return
         ids = cache.index.ids()
-        hnsw = HnswIndex(cache.contract.dim, self._config.metric, self._config.dtype, self._config.hnsw)
-        hnsw.add(ids, cache.index.get(ids))
-        cache.index = hnsw
-        logger.info("collection index switched to HNSW at %d samples", len(ids))
+        index = make_index(cache.contract.dim, self._config, size_hint=n)
+        index.add(ids, cache.index.get(ids))
+        cache.index = index
+        logger.info("collection index switched to %s at %d samples", index.kind, n)
 
     # ------------------------------------------------------------------ write notifications
 
