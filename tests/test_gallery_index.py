@@ -425,3 +425,17 @@ def test_pq_index_is_refused_on_milvus(tmp_path: Path) -> None:
         Gallery.open(f"milvus-lite:{tmp_path / 'm.db'}", index="pq")
     assert err.value.code == "invalid_input" and "pq" in str(err.value)
     assert not (tmp_path / "m.db").exists()
+
+
+def test_hnsw_small_adds_leave_every_vector_reachable() -> None:
+    """Many 4-vector adds (one person at a time) then a search as wide as the graph finds every stored vector."""
+    for seed in range(7, 13):  # concurrent insertion lost vectors in many builds, not all: try several
+        rng = np.random.default_rng(seed)
+        x = unit(rng, 240)
+        idx = HnswIndex(DIM)
+        for i in range(60):
+            idx.add(np.arange(i * 4, i * 4 + 4), x[i * 4 : i * 4 + 4])
+        q = unit(rng, 8)
+        got, _ = idx.search(q, 40)
+        ref, _ = brute_force(q, x, np.arange(240), 40)
+        assert [set(r) for r in got.tolist()] == [set(r) for r in ref.tolist()]

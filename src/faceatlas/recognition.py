@@ -202,13 +202,7 @@ class Recognizer:
         """Which candidate source-image hashes are already enrolled in a collection (duplicate detection)."""
         if not candidates:
             return set()
-        finder = getattr(self.gallery, "known_image_hashes", None)
-        if callable(finder):
-            return set(finder(collection, candidates))
-        hashes: set[str] = set()
-        for p in self.gallery.list_persons(collection):
-            hashes.update(s.image_sha256 for s in self.gallery.list_samples(collection, p.id) if s.image_sha256)
-        return hashes
+        return set(self.gallery.known_image_hashes(collection, candidates))
 
     def _strict_filter(
         self, collection: str, person: Any, faces: list[PreparedFace], threshold: float | str | None

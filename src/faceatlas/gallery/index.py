@@ -42,6 +42,7 @@ ConcreteKind = Literal["exact", "pq", "hnsw"]
 DEFAULT_APPROX_THRESHOLD = 50_000
 _SCORE_BLOCK = 1 << 24  # max query x row scores materialised at once (64 MiB of float32)
 _FAISS_MAX_QUERIES = 16  # query blocks up to this size use faiss.knn; larger ones a BLAS matrix product
+_HNSW_PARALLEL_MIN = 1024  # HNSW adds of fewer vectors run on one thread (see _hnsw_add_threads)
 
 
 def _faiss() -> Any:
@@ -572,7 +573,9 @@ class HnswParams:
     The fallback approximate index (``PqIndex`` is the default). Measured with ``benchmarks/search.py`` (2 cores, real
     LFW templates among random unit vectors, these defaults with float16 storage): at 100k recall@1 99.7 % at p50
     0.9 ms (expansion_search 192); at 1M the graph takes 4.6 min to build and reaches 98.9 % at p50 4.0 ms (queries
-    near random rows are the hard ones). ``--hnsw-configs 32:48:float16`` builds in 5 min and needs 10 ms for 99.8 %.
+    near random rows are the hard ones). Degree 32 / expansion 48 builds in 5 min and needs 10 ms for 99.8 %
+    (``benchmarks/search.py --sizes 1000000 --methods hnsw --hnsw-configs 32:48:float16 --ef-sweep 512,768,1024
+    --hnsw-build-limit-s 900``).
     """
 
     connectivity: int = 16
@@ -633,7 +636,7 @@ class HnswIndex(VectorIndex):
             existing = [key for key in id_arr.tolist() if key in self._keys]
             if existing:
                 self.remove(existing)
-            self._index.add(id_arr.astype(np.uint64), mat)
+            self._index.add(id_arr.astype(np.uint64), mat, threads=_hnsw_add_threads(len(mat)))
             self._keys.update(id_arr.tolist())
 
     def remove(self, ids: Iterable[int] | npt.ArrayLike) -> int:
@@ -656,7 +659,7 @@ class HnswIndex(VectorIndex):
             vectors = self.get(keys) if keys.size else np.zeros((0, self.dim), dtype=np.float32)
             self._index = self._new_index()
             if keys.size:
-                self._index.add(keys.astype(np.uint64), vectors)
+                self._index.add(keys.astype(np.uint64), vectors, threads=_hnsw_add_threads(len(vectors)))
             self._tombstones = 0
 
     def search(self, queries: npt.ArrayLike, k: int) -> tuple[IntArray, FloatArray]:
@@ -715,6 +718,15 @@ class HnswIndex(VectorIndex):
     def __contains__(self, item: object) -> bool:
         """Tell whether an id is in the index."""
         return isinstance(item, (int, np.integer)) and int(item) in self._keys
+
+
+def _hnsw_add_threads(batch: int) -> int:
+    """usearch threads for adding ``batch`` vectors: one for small batches, every core (0) for bulk loads.
+
+    Vectors of one small batch inserted concurrently can end up unreachable from the rest of the graph (seen with
+    4-vector adds: some stored vectors were never returned, whatever ``expansion_search``); one thread links each
+    to the ones before it, and a small batch gains nothing from threads anyway."""
+    return 1 if batch < _HNSW_PARALLEL_MIN else 0
 
 
 def hnsw_available() -> bool:

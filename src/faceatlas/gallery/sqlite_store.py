@@ -500,6 +500,14 @@ class SqliteStore:
             raise FaceAtlasError("gallery_closed", f"gallery {self.path} is closed")
         return conn
 
+    def _library_error(self, exc: BaseException) -> FaceAtlasError | None:
+        """The library error an exception raised inside a transaction stands for (None: re-raise it as it is)."""
+        if isinstance(exc, sqlite3.Error):
+            return _translate(exc, self.path)
+        if isinstance(exc, UnicodeEncodeError):
+            return _bad_text()
+        return None
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
         """Run a block in a ``BEGIN IMMEDIATE`` transaction under the connection lock."""
@@ -516,10 +524,9 @@ class SqliteStore:
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise _translate(exc, self.path) from None
-                if isinstance(exc, UnicodeEncodeError):
-                    raise _bad_text() from None
+                err = self._library_error(exc)
+                if err is not None:
+                    raise err from None
                 raise
             finally:
                 cur.close()
@@ -540,10 +547,9 @@ class SqliteStore:
             except BaseException as exc:
                 if not nested and conn.in_transaction:
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise _translate(exc, self.path) from None
-                if isinstance(exc, UnicodeEncodeError):
-                    raise _bad_text() from None
+                err = self._library_error(exc)
+                if err is not None:
+                    raise err from None
                 raise
             finally:
                 cur.close()
