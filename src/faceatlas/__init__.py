@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import config as _config
+
+_config.privacy_defaults()  # dependency telemetry off before onnxruntime & co. are imported (opt in: see README)
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
