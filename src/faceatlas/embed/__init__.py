@@ -12,11 +12,24 @@ from .tflite import TfliteEmbedder
 
 Embedder = CropEmbedder
 
+FLIP_SUFFIX = "+flip"
+
+
+def split_flip(name: str, flip: bool = False) -> tuple[str, bool]:
+    """A model id as (manifest name, flip TTA on?): the one parser of the ``+flip`` suffix."""
+    if name.endswith(FLIP_SUFFIX):
+        return name[: -len(FLIP_SUFFIX)], True
+    return name, flip
+
+
+def flip_id(name: str, flip: bool) -> str:
+    """The template model id of manifest model ``name`` with or without flip TTA."""
+    return name + (FLIP_SUFFIX if flip else "")
+
 
 def create_embedder(name: str, store: ModelStore, *, threads: int | None = None, flip: bool = False) -> CropEmbedder:
     """Build the embedder for manifest model ``name`` (a ``+flip`` suffix turns on flip TTA)."""
-    if name.endswith("+flip"):
-        name, flip = name[: -len("+flip")], True
+    name, flip = split_flip(name, flip)
     spec = store.spec(name, "recognition")
     if spec.architecture == "arcface-onnx":
         return OnnxEmbedder(store, spec, threads=threads, flip=flip)
@@ -34,7 +47,7 @@ def create_embedder(name: str, store: ModelStore, *, threads: int | None = None,
 
 def member_ids(name: str, store: ModelStore) -> list[str]:
     """Model names an embedder needs on disk (itself, or an ensemble's members)."""
-    base = name.removesuffix("+flip")
+    base, _ = split_flip(name)
     spec = store.spec(base, "recognition")
     if spec.architecture != "ensemble":
         return [base]
@@ -48,6 +61,9 @@ __all__ = [
     "EnsembleEmbedder",
     "OnnxEmbedder",
     "TfliteEmbedder",
+    "FLIP_SUFFIX",
     "create_embedder",
+    "flip_id",
     "member_ids",
+    "split_flip",
 ]

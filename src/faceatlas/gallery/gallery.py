@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from faceatlas import config
 from faceatlas.errors import FaceAtlasError, InvalidInputError
 from faceatlas.gallery.backend import GalleryLocation, SearchBackend, parse_location
 from faceatlas.gallery.crypto import KeyLike, resolve_key
@@ -67,12 +68,9 @@ Aggregate = Literal["max", "centroid"]
 QueryLike = Template | Sequence[Template] | npt.ArrayLike
 BoxLike = Box | Sequence[float]
 
-ENV_ACTOR = "FACEATLAS_ACTOR"
-
-
 def default_actor() -> str:
     """Return the audit actor: ``$FACEATLAS_ACTOR`` or ``user@host``."""
-    env = os.environ.get(ENV_ACTOR)
+    env = config.actor()
     if env:
         return env
     try:
@@ -157,7 +155,7 @@ class Gallery:
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         key: KeyLike | None = None,
         index: IndexKind | IndexConfig = "auto",
         *,
@@ -173,7 +171,7 @@ class Gallery:
     ) -> Gallery:
         """Open (or create) a gallery and make every collection searchable.
 
-        ``path`` is a file path or ``sqlite:PATH`` (SQLite backend), ``milvus-lite:PATH.db`` (Milvus Lite)
+        ``path`` (default: ``$FACEATLAS_GALLERY`` or ``$FACEATLAS_HOME/gallery.db``) is a file path or ``sqlite:PATH`` (SQLite backend), ``milvus-lite:PATH.db`` (Milvus Lite)
         or ``milvus://[user:password@]host:port[/database]`` (a Milvus server); Milvus galleries keep
         their metadata in the SQLite file ``meta_path`` (default for Milvus Lite: ``PATH.db.meta.sqlite``;
         required for a server, also accepted as ``?meta=PATH``). See :mod:`faceatlas.gallery.backend`.
@@ -187,7 +185,11 @@ class Gallery:
         without FAISS), ``exact``, ``pq`` or ``hnsw`` (see :mod:`faceatlas.gallery.index`). Milvus galleries use
         ``exact`` (FLAT) or ``hnsw``; ``pq`` there is refused with ``invalid_input``.
         """
-        location = parse_location(path, meta_path)
+        location = parse_location(path if path is not None else config.default_gallery(), meta_path)
+        if create:  # the one place that makes a local gallery's folder
+            for local in (location.meta_path, location.lite_path):
+                if local is not None:
+                    Path(local).expanduser().parent.mkdir(parents=True, exist_ok=True)
         config = index if isinstance(index, IndexConfig) else IndexConfig(
             kind=index,
             approx_threshold=approx_threshold,
