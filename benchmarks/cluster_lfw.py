@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 from _common import default_data_dir, default_out, environment, print_table, progress, write_json
 
-from faceatlas.atlas import FaceAtlas
 from faceatlas.cluster import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
@@ -43,6 +42,7 @@ from faceatlas.cluster import (
     similarity_edges,
 )
 from faceatlas.evaluate.runner import embed_images
+from faceatlas.facade import FaceAtlas
 from faceatlas.types import Box
 
 SWEEP = [round(x, 3) for x in np.arange(0.30, 0.625, 0.025)]

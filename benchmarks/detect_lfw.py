@@ -38,7 +38,7 @@ from _common import (
     write_json,
 )
 
-from faceatlas.atlas import FaceAtlas
+from faceatlas.facade import FaceAtlas
 from faceatlas.types import Face
 
 DETECTORS = ("yunet", "yunet-fp32", "scrfd-500m", "scrfd-2.5g")

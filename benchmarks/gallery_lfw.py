@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from faceatlas import config  # noqa: E402
-from faceatlas.atlas import FaceAtlas  # noqa: E402
+from faceatlas.facade import FaceAtlas  # noqa: E402
 from faceatlas.detect import select_face  # noqa: E402
 from faceatlas.evaluate.metrics import cmc, dir_at_fpir, rank_k  # noqa: E402
 from faceatlas.evaluate.protocols import IdentificationSplit, lfw_identification_split  # noqa: E402

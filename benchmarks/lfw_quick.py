@@ -40,7 +40,7 @@ from _common import (
     write_json,
 )
 
-from faceatlas.atlas import FaceAtlas
+from faceatlas.facade import FaceAtlas
 from faceatlas.detect import SelectPolicy
 from faceatlas.errors import FaceAtlasError
 

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from faceatlas import config  # noqa: E402
-from faceatlas.atlas import FaceAtlas  # noqa: E402
+from faceatlas.facade import FaceAtlas  # noqa: E402
 from faceatlas.calibration import Calibration  # noqa: E402
 from faceatlas.embed.ensemble import fuse_templates  # noqa: E402
 from faceatlas.evaluate.calibrate import all_pair_scores  # noqa: E402

@@ -80,7 +80,7 @@ import numpy as np
 import numpy.typing as npt
 from _common import default_data_dir, default_models_dir, default_out, environment, print_table, progress, write_json
 
-from faceatlas.gallery.index import ExactIndex, HnswIndex, HnswParams, PqIndex, PqParams
+from faceatlas.gallery import ExactIndex, HnswIndex, HnswParams, PqIndex, PqParams
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -272,7 +272,7 @@ class Dataset:
 def lfw_templates(images: Path, dim: int) -> tuple[F32, I64]:
     """Real SFace templates of every LFW image (the evaluation suite's cache) and their person labels."""
     from faceatlas import config
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
     from faceatlas.evaluate.runner import embed_images
     from faceatlas.models import ModelStore
 

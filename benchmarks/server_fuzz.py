@@ -4,7 +4,12 @@ Starts a real ``faceatlas serve`` on a free loopback port (fresh FACEATLAS_HOME,
 ``--requests`` malformed or hostile requests from a seeded generator: truncated and corrupted images, odd formats,
 wrong content types, huge declared sizes, decompression bombs, bad JSON and base64, random bytes, broken multipart,
 odd paths, ids, query values, methods and auth headers, plus raw-socket cases (declared sizes far over the limit,
-broken chunked encoding, garbage request lines). Every answer is checked: no 5xx, every error a JSON
+broken chunked encoding, garbage request lines), and the hardening classes of issue #12 (``HARDENING_CLASSES``:
+deeply nested metadata in multipart and JSON, integers beyond 64 bits in paths and fields, path-like person ids,
+Content-Length with Transfer-Encoding, unauthenticated 14 MiB uploads, wrong secrets for a real key id, forged
+X-Forwarded-For, duplicate auth headers, headers sent a byte at a time, out-of-range thresholds, and PNG bombs inside
+the pixel limit: 16-bit, palette, 16-bit grey+alpha, many-frame APNG). ``--cover`` (and the CI test) sends every
+hardening class once before the random mix. Every answer is checked: no 5xx, every error a JSON
 ``{"error": {"code", "message", "request_id"}}`` (except the HTTP layer's own replies to unparsable HTTP), an
 ``x-request-id`` on every app response; afterwards the server must still be alive and healthy.
 
@@ -41,7 +46,16 @@ from _common import default_data_dir, default_models_dir, default_out, environme
 
 #: How the fuzzed server runs: no rate limit (one key sends everything), a 2 MB upload limit (cheap oversize cases),
 #: a 10 s request timeout (bodies that never finish get their 408 before the client's 15 s read timeout).
-SERVER_ARGS = ["--rate-limit", "0", "--max-upload-mb", "2", "--timeout", "10", "--log-level", "warning"]
+SERVER_ARGS = ["--rate-limit", "0", "--max-upload-mb", "2", "--timeout", "10", "--header-timeout", "2",
+               "--log-level", "warning"]
+
+#: Hardening classes (issue #12); each is sent once first with ``cover=True``, then at random among the other cases.
+HARDENING_CLASSES = [
+    "multipart-deep-metadata", "json-deep-metadata", "big-int-face-id", "big-int-field", "path-like-id-body",
+    "path-like-id-path", "bad-threshold", "cl-te", "unauth-big-upload", "wrong-secret", "xff-forged",
+    "dup-auth-headers", "slow-headers", "png16-bomb", "palette-bomb", "gray-alpha16-bomb", "apng-frames",
+]
+_RARE = {"slow-headers"}  # each takes the server's header timeout: sent at 1/20 of the others' rate
 
 ENDPOINTS = [
     ("POST", "/v1/detect", "image"),
@@ -79,6 +93,53 @@ def png_bomb(width: int, height: int, real_rows: int = 64) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     raw = zlib.compress(b"\x00" * min(width * 3 + 1, 1 << 20) * real_rows, 9)
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", raw) + _png_chunk(b"IEND", b"")
+
+
+def _zeros_idat(row_bytes: int, rows: int) -> bytes:
+    """A zlib stream of ``rows`` filter-0 scanlines of zeros (compressed as it goes: no huge buffer)."""
+    comp = zlib.compressobj(6)
+    row = b"\x00" * (row_bytes + 1)
+    parts = [comp.compress(row) for _ in range(rows)]
+    parts.append(comp.flush())
+    return b"".join(parts)
+
+
+def png_expanding(width: int, height: int, bit_depth: int, color_type: int) -> bytes:
+    """A valid PNG of zeros that is small on the wire but large once decoded (16-bit, palette, grey+alpha)."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
+    row_bytes = (width * channels * bit_depth + 7) // 8
+    chunks = [_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0))]
+    if color_type == 3:
+        chunks.append(_png_chunk(b"PLTE", bytes(range(256)) * 3))
+    chunks.append(_png_chunk(b"IDAT", _zeros_idat(row_bytes, height)))
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks) + _png_chunk(b"IEND", b"")
+
+
+def apng_many_frames(width: int, height: int, frames: int) -> bytes:
+    """An animated PNG of ``frames`` full-size RGB frames (each frame's data shared: tiny file, big decode)."""
+    data = _zeros_idat(width * 3, height)
+    out = [_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)),
+           _png_chunk(b"acTL", struct.pack(">II", frames, 0))]
+    seq = 0
+    for i in range(frames):
+        out.append(_png_chunk(b"fcTL", struct.pack(">IIIIIHHBB", seq, width, height, 0, 0, 1, 100, 0, 0)))
+        seq += 1
+        if i == 0:
+            out.append(_png_chunk(b"IDAT", data))
+        else:
+            out.append(_png_chunk(b"fdAT", struct.pack(">I", seq) + data))
+            seq += 1
+    return b"\x89PNG\r\n\x1a\n" + b"".join(out) + _png_chunk(b"IEND", b"")
+
+
+def bomb_images() -> dict[str, bytes]:
+    """PNGs inside the default 36-megapixel limit that decode to 35-128 MB each (made once per run)."""
+    return {
+        "png16-bomb": png_expanding(4000, 4000, 16, 6),  # 16 Mpx RGBA 16-bit: 128 MB decoded
+        "palette-bomb": png_expanding(5900, 6000, 8, 3),  # 35.4 Mpx palette: 106 MB as RGB
+        "gray-alpha16-bomb": png_expanding(5000, 5000, 16, 4),  # 25 Mpx grey+alpha 16-bit: 100 MB
+        "apng-frames": apng_many_frames(1500, 1500, 150),  # 150 frames of 6.75 MB each
+    }
 
 
 def jpeg_with_size(seed: bytes, width: int, height: int) -> bytes:
@@ -142,16 +203,18 @@ class Case:
     body: bytes | None = None
     raw: bytes | None = None
     protocol_level: bool = False  # the HTTP layer (not the app) may answer: its replies are not JSON
+    slow: bool = False  # send ``raw`` a byte at a time (the server should cut it off)
 
 
 class Generator:
     """Seeded generator of malformed requests."""
 
-    def __init__(self, seed: int, images: dict[str, bytes], key: str) -> None:
+    def __init__(self, seed: int, images: dict[str, bytes], key: str, bombs: dict[str, bytes] | None = None) -> None:
         self.rng = random.Random(seed)
         self.images = images
         self.names = sorted(images)
         self.key = key
+        self.bombs = bombs or {}
 
     # image mutations
 
@@ -255,9 +318,14 @@ class Generator:
         """One random malformed (or occasionally valid) request."""
         r = self.rng
         roll = r.random()
-        if roll < 0.06:
+        if roll < 0.12:
+            name = r.choice(HARDENING_CLASSES)
+            if name in _RARE and r.random() > 0.05:
+                name = "wrong-secret"
+            return self.hardening_case(name)
+        if roll < 0.18:
             return self.raw_case()
-        if roll < 0.16:
+        if roll < 0.28:
             return self.get_case()
         method, path, shape = r.choice(ENDPOINTS)
         if r.random() < 0.05:
@@ -353,6 +421,93 @@ class Generator:
         return body, r.choice(["application/json", "application/json", "application/json; charset=latin-1",
                                "application/problem+json"])
 
+    def hardening_case(self, name: str) -> Case:
+        """One request of a hardening class (see ``HARDENING_CLASSES``)."""
+        r = self.rng
+        auth = {"Authorization": f"Bearer {self.key}"}
+        face = self.images[self.names[0]]
+        kind = f"hard:{name}"
+        if name == "multipart-deep-metadata":
+            depth = r.choice([50, 990, 5000])
+            meta = '{"a":' + "[" * depth + "]" * depth + "}"
+            body, boundary = self.multipart([("person", None, b"deep", None), ("metadata", None, meta.encode(), None),
+                                             ("images", "a.jpg", face, "image/jpeg")])
+            return Case(kind, "POST", "/v1/collections/fuzz/enroll",
+                        {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}, body)
+        if name == "json-deep-metadata":
+            depth = r.choice([20, 200, 900])
+            text = '{"person": "deepj", "metadata": {"a": ' + "[" * depth + "]" * depth + "}}"
+            return Case(kind, "POST", "/v1/collections/fuzz/persons", {**auth, "Content-Type": "application/json"},
+                        text.encode())
+        if name == "big-int-face-id":
+            fid = r.choice([str(2**63), str(2**64 + 1), "1180591620717411303424", "9" * 40, str(-(2**63) - 1), "0"])
+            return Case(kind, r.choice(["GET", "DELETE"]), f"/v1/collections/fuzz/persons/p0/faces/{fid}", auth)
+        if name == "big-int-field":
+            big = r.choice(["9" * 30, str(2**63), str(-(2**63) - 1), "1e400"])
+            if r.random() < 0.5:
+                return Case(kind, "GET", f"/v1/collections/fuzz/persons?limit={big}&offset={big}", auth)
+            body = json.dumps({"image": base64.b64encode(face).decode()})[:-1] + f', "k": {big}}}'
+            return Case(kind, "POST", "/v1/collections/fuzz/identify", {**auth, "Content-Type": "application/json"},
+                        body.encode())
+        if name == "path-like-id-body":
+            person = r.choice(["jane/doe", "../../etc/passwd", "a/b", "jane%2Fdoe", "..", ".", "a\\b",
+                               "Jose\u0301", "Jos\u00e9", "%252F", "/leading"])
+            body, boundary = self.multipart([("person", None, person.encode(), None),
+                                             ("images", "a.jpg", face, "image/jpeg")])
+            return Case(kind, "POST", "/v1/collections/fuzz/enroll",
+                        {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}, body)
+        if name == "path-like-id-path":
+            person = r.choice(["jane%2Fdoe", "jane%252Fdoe", "..%2F..%2Fetc%2Fpasswd", "a%2Fb", "%2E%2E", "Jose%CC%81",
+                               "jane/doe", "%00"])
+            tail = r.choice(["", "/faces", "/faces/1"])
+            return Case(kind, r.choice(["GET", "DELETE"]), f"/v1/collections/fuzz/persons/{person}{tail}", auth)
+        if name == "bad-threshold":
+            value = r.choice(["-1.5", "2", "1e300", "far=0", "far=1.5", "far=-1", "score=-2", "-1e-320", "1.0000001"])
+            if r.random() < 0.5:
+                body, boundary = self.multipart([("threshold", None, value.encode(), None),
+                                                 ("image_a", "a.jpg", face, "image/jpeg"),
+                                                 ("image_b", "b.jpg", face, "image/jpeg")])
+                return Case(kind, "POST", "/v1/verify",
+                            {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}, body)
+            return Case(kind, "POST", f"/v1/collections/fuzz/identify?threshold={value}",
+                        {**auth, "Content-Type": "image/jpeg"}, face)
+        if name == "cl-te":
+            raw = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.key}\r\n"
+                   "Content-Type: image/jpeg\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5\r\nhello\r\n0\r\n\r\n").encode()
+            return Case(kind, "POST", "/v1/detect", raw=raw, protocol_level=True)
+        if name == "unauth-big-upload":
+            head = (f"POST {r.choice(['/v1/detect', '/v1/collections/fuzz/enroll'])} HTTP/1.1\r\nHost: x\r\n"
+                    f"Content-Type: image/jpeg\r\nContent-Length: {14 * 1024 * 1024}\r\n\r\n").encode()
+            return Case(kind, "POST", "/v1/detect", raw=head + r.randbytes(8192))
+        if name == "wrong-secret":
+            key_id = self.key.split("_")[1]
+            wrong = "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") for _ in range(43))
+            return Case(kind, r.choice(["GET", "POST"]), r.choice(["/v1/whoami", "/v1/detect"]),
+                        {"Authorization": f"Bearer fak_{key_id}_{wrong}", "Content-Type": "image/jpeg"},
+                        face if r.random() < 0.5 else None)
+        if name == "xff-forged":
+            ip = f"{r.randrange(1, 255)}.{r.randrange(256)}.{r.randrange(256)}.{r.randrange(1, 255)}"
+            hdrs = {"X-Forwarded-For": ip, "X-Forwarded-Proto": "https", "Forwarded": f"for={ip}"}
+            if r.random() < 0.5:
+                hdrs.update(auth)
+            return Case(kind, "GET", "/v1/whoami", hdrs)
+        if name == "dup-auth-headers":
+            raw = (f"GET /v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+                   f"Authorization: Bearer {self.key}\r\nX-API-Key: {self.key}\r\nConnection: close\r\n\r\n").encode()
+            return Case(kind, "GET", "/v1/whoami", raw=raw)
+        if name == "slow-headers":
+            raw = (f"GET /v1/whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {self.key}\r\nX-Pad: "
+                   + "p" * 400 + "\r\n\r\n").encode()
+            return Case(kind, "GET", "/v1/whoami", raw=raw, protocol_level=True, slow=True)
+        data = self.bombs.get(name) or png_expanding(64, 64, 16, 6)
+        if r.random() < 0.5:
+            return Case(kind, "POST", r.choice(["/v1/detect", "/v1/collections/fuzz/identify"]),
+                        {**auth, "Content-Type": "image/png"}, data)
+        body, boundary = self.multipart([("person", None, b"bomb", None), ("images", "b.png", data, "image/png")])
+        return Case(kind, "POST", "/v1/collections/fuzz/enroll",
+                    {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}, body)
+
     def get_case(self) -> Case:
         """GETs and DELETEs with odd paths, ids and queries."""
         r = self.rng
@@ -426,6 +581,9 @@ class Stats:
     missing_request_id: int = 0
     transport_errors: Counter[str] = field(default_factory=Counter)
     client_refused: Counter[str] = field(default_factory=Counter)
+    kind_status: Counter[str] = field(default_factory=Counter)  # hardening classes: "hard:<class> <status>"
+    slow_seconds: list[float] = field(default_factory=list)  # how long slow-header connections lasted
+    slow_not_cut: int = 0  # slow-header connections the server answered instead of cutting off
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def summary(self) -> dict[str, Any]:
@@ -440,6 +598,9 @@ class Stats:
             "missing_request_id": self.missing_request_id,
             "transport_errors": dict(self.transport_errors),
             "client_refused_to_send": dict(self.client_refused),
+            "hardening": {k: v for k, v in sorted(self.kind_status.items()) if k.startswith("hard:")},
+            "slow_header_seconds_max": max(self.slow_seconds, default=None),
+            "slow_header_not_cut_off": self.slow_not_cut,
             "examples_5xx": self.server_errors[:20],
             "examples_bad_shape": self.bad_shape[:20],
         }
@@ -451,6 +612,8 @@ def _check(stats: Stats, case: Case, status: int, headers: dict[str, str], body:
         stats.sent += 1
         stats.statuses[status] += 1
         stats.kinds[case.kind] += 1
+        if case.kind.startswith("hard:"):
+            stats.kind_status[f"{case.kind} {status}"] += 1
         info = {"kind": case.kind, "method": case.method, "path": case.path[:120], "status": status,
                 "body": body[:300].decode("utf-8", "replace")}
         if status >= 500:
@@ -501,6 +664,29 @@ def _raw_send(host: str, port: int, raw: bytes, timeout: float = 15.0) -> tuple[
     return status, headers, body
 
 
+def _slow_send(host: str, port: int, raw: bytes, every: float = 0.25, limit: float = 60.0) -> tuple[int, float]:
+    """Send ``raw`` one byte per ``every`` seconds; (status or 0 when cut off, seconds until the server reacted)."""
+    started = time.monotonic()
+    with socket.create_connection((host, port), timeout=every) as s:
+        for i in range(len(raw)):
+            try:
+                s.send(raw[i:i + 1])
+                got = s.recv(4096)
+            except TimeoutError:
+                if time.monotonic() - started > limit:
+                    return -2, time.monotonic() - started
+                continue
+            except OSError:
+                return 0, time.monotonic() - started
+            if not got:
+                return 0, time.monotonic() - started
+            try:
+                return int(got.split(b" ", 2)[1]), time.monotonic() - started
+            except (IndexError, ValueError):
+                return -1, time.monotonic() - started
+    return -3, time.monotonic() - started  # the whole head went through slowly without being cut off
+
+
 def _complete(data: bytes) -> bool:
     """Whether a raw response with Content-Length has fully arrived."""
     head, _, body = data.partition(b"\r\n\r\n")
@@ -514,31 +700,45 @@ def _complete(data: bytes) -> bool:
 
 
 def run_fuzz(url: str, key: str, requests: int, seed: int, images: dict[str, bytes], threads: int = 4,
-             progress: Callable[[int], None] | None = None) -> Stats:
-    """Send ``requests`` generated requests from ``threads`` client threads; return what came back."""
+             progress: Callable[[int], None] | None = None, *, cover: bool = False,
+             bombs: dict[str, bytes] | None = None) -> Stats:
+    """Send ``requests`` generated requests from ``threads`` client threads (``cover``: every hardening class first)."""
     import httpx
 
     host, port = url.split("//", 1)[1].split(":")
     stats = Stats()
     counter = iter(range(requests))
     counter_lock = threading.Lock()
+    first = list(HARDENING_CLASSES) if cover else []
 
     def worker(wid: int) -> None:
-        gen = Generator(seed * 1000 + wid, images, key)
+        gen = Generator(seed * 1000 + wid, images, key, bombs)
         with httpx.Client(base_url=url, timeout=60.0) as client:
             while True:
                 with counter_lock:
                     n = next(counter, None)
+                    name = first.pop(0) if first else None
                 if n is None:
                     return
-                case = gen.case()
+                case = gen.hardening_case(name) if name else gen.case()
                 try:
+                    if case.slow and case.raw is not None:
+                        status, took = _slow_send(host, int(port), case.raw)
+                        with stats.lock:
+                            stats.sent += 1
+                            stats.kinds[case.kind] += 1
+                            stats.kind_status[f"{case.kind} {status}"] += 1
+                            stats.slow_seconds.append(round(took, 2))
+                            if status != 0:
+                                stats.slow_not_cut += 1
+                        continue
                     if case.raw is not None:
                         status, headers, body = _raw_send(host, int(port), case.raw)
                         if status <= 0:
                             with stats.lock:
                                 stats.sent += 1
                                 stats.kinds[case.kind] += 1
+                                stats.kind_status[f"{case.kind} closed"] += 1
                                 stats.transport_errors[f"{case.kind}: no answer"] += 1
                             continue
                     else:
@@ -574,6 +774,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=4, help="client threads")
     ap.add_argument("--workers", type=int, default=1, help="server processes")
+    ap.add_argument("--cover", action=argparse.BooleanOptionalAction, default=True,
+                    help="send every hardening class once before the random mix")
     ap.add_argument("--out", type=Path, default=default_out("server_fuzz"))
     args = ap.parse_args()
 
@@ -582,6 +784,7 @@ def main() -> None:
     from faceatlas.server.launcher import ServerProcess
 
     images = seed_images(default_data_dir())
+    bombs = bomb_images()
     with tempfile.TemporaryDirectory(prefix="faceatlas-fuzz-") as tmp:
         server = ServerProcess(Path(tmp) / "home", SERVER_ARGS + ["--workers", str(args.workers)])
         server.start()
@@ -590,7 +793,8 @@ def main() -> None:
             prime(server.url, server.admin_key, images)
             started = time.perf_counter()
             stats = run_fuzz(server.url, server.admin_key, args.requests, args.seed, images, args.threads,
-                             progress=lambda n: print(f"  {n} requests…", file=sys.stderr, flush=True))
+                             progress=lambda n: print(f"  {n} requests…", file=sys.stderr, flush=True),
+                             cover=args.cover, bombs=bombs)
             seconds = time.perf_counter() - started
             alive = server.alive()
             healthy = server._healthy()
@@ -613,7 +817,9 @@ def main() -> None:
           f"server alive after: {alive}, healthy: {healthy}, tracebacks in its log: {summary['tracebacks_in_server_log']}")
     write_json(args.out, {"benchmark": "server_fuzz", "args": vars(args) | {"out": str(args.out)}, "environment": environment(),
                           "results": summary})
-    bad = summary["http_5xx"] or summary["non_json_errors"] or not alive or not healthy
+    print_table(["hardening class and answer", "count"], [[k, v] for k, v in summary["hardening"].items()])
+    bad = (summary["http_5xx"] or summary["non_json_errors"] or not alive or not healthy
+           or summary["slow_header_not_cut_off"])
     raise SystemExit(1 if bad else 0)
 
 

@@ -50,7 +50,7 @@ def lfw_people(lfw: Path) -> list[tuple[str, list[Path]]]:
 def build_gallery(home: Path, lfw: Path, persons: int, real: int,
                   seed: int) -> tuple[list[tuple[str, Path]], list[Path], dict[str, Any]]:
     """Fill the gallery; return known probes (person, image), unknown probes and build facts."""
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
     from faceatlas.gallery import Gallery
     from faceatlas.recognition import Recognizer
 

@@ -1,6 +1,6 @@
 """Synthetic video benchmark for the face tracker: per-frame vs track-level identification, identity switches, speed.
 
-A 720p video is built from LFW stills (``faceatlas.video.synth``): six enrolled identities and one unenrolled
+A 720p video is built from LFW stills (``tests/support/video_synth.py``): six enrolled identities and one unenrolled
 distractor move around, change size, go out of focus, pass behind two pillars and moving passers-by, cross each other,
 leave and re-enter (each stay uses another photo of the person). Every identity is enrolled in a temporary gallery
 from OTHER LFW photos of them (never the ones shown in the video). The video is written as MP4 (lossy) and analysed
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -34,15 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import default_data_dir, default_out, environment, print_table, progress, write_json
+from _common import REPO, default_data_dir, default_out, environment, print_table, progress, write_json
 
-from faceatlas.atlas import FaceAtlas
 from faceatlas.errors import FaceAtlasError
+from faceatlas.facade import FaceAtlas
 from faceatlas.gallery import Gallery
 from faceatlas.video import analyze_frames, evidence_from_track
 from faceatlas.video.identity import IdentityResolver
-from faceatlas.video.synth import Sprite, make_sprite, plan_scene, write_video
 from faceatlas.video.tracker import assign
+
+sys.path.insert(0, str(REPO / "tests"))  # the test-data generators live in tests/support
+from support.video_synth import Sprite, make_sprite, plan_scene, write_video  # noqa: E402
 
 IDENTITIES = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder", "Ariel_Sharon"]
 DISTRACTOR = "Hugo_Chavez"
@@ -172,7 +175,7 @@ def main() -> None:
     frames_analysed = sum(1 for r in results if not r.final)
 
     ends = {e.track: e for r in results for e in r.events if e.kind == "track_end"}
-    resolver = IdentityResolver(gallery, "bench", threshold=float(_threshold(atlas)))
+    resolver = IdentityResolver(gallery, "bench", threshold=float(_threshold(atlas)), model_id=atlas.model_id)
     final_template = {tid: e.person for tid, e in ends.items()}
     final_vote = {tid: resolver.decide(evidence_from_track(e.summary), "vote").person for tid, e in ends.items()
                   if e.summary is not None}
@@ -286,7 +289,7 @@ def analyzer_track_threshold(atlas: FaceAtlas) -> float:
 
 def _threshold(atlas: FaceAtlas) -> float:
     """The identification threshold the video analysis uses (model default unless configured)."""
-    from faceatlas.match import resolve_threshold
+    from faceatlas.thresholds import resolve_threshold
 
     return resolve_threshold(atlas.threshold, atlas.model_id, atlas.store.spec(atlas.embedder_name).default_threshold,
                              atlas.calibrations).threshold

@@ -54,6 +54,6 @@ def models_dir() -> Path:
 @pytest.fixture(scope="session")
 def atlas(_isolated_home: Path) -> object:
     """One shared FaceAtlas with the default models (thread-safe, loaded once per test session)."""
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
 
     return FaceAtlas()

@@ -47,7 +47,7 @@ def test_enroll_dir_pipeline_keeps_people_whole_and_in_order_across_workers() ->
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from faceatlas.cli_gallery import _prepared_by_person
+    from faceatlas.cli.enroll import _prepared_by_person
 
     people = [("a", [Path("a1")]), ("b", [Path("b1"), Path("b2"), Path("b3")]), ("c", [Path("c1")]), ("d", [Path("d1")])]
     running, peak = [0], [0]

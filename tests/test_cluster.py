@@ -210,6 +210,22 @@ def test_promote_to_gallery(first_run: dict[str, Any], atlas: Any, tmp_path: Pat
     assert summarize(state).clusters[[c.id for c in summarize(state).clusters].index(cluster.id)].person == "ariel"
 
 
+def test_promote_refuses_another_model(first_run: dict[str, Any], tmp_path: Path) -> None:
+    from faceatlas.gallery import Gallery
+
+    state = first_run["state"]
+    cluster = summarize(state).clusters[0]
+    with Gallery.open(tmp_path / "g.db") as g:
+        g.create_collection("other", "not-" + state.model_id, state.model_sha256, state.dim)
+        g.create_collection("rebuilt", state.model_id, "0" * 64, state.dim)
+        for collection in ("other", "rebuilt"):
+            with pytest.raises(FaceAtlasError) as err:
+                promote(state, cluster.id, g, collection, "someone")
+            assert err.value.code == "model_mismatch"
+            assert g.list_persons(collection) == []  # refused before the person was created
+    assert cluster.id not in state.promoted
+
+
 def test_contact_sheet(first_run: dict[str, Any], tmp_path: Path) -> None:
     result = first_run["result"]
     page = write_contact_sheet(result, tmp_path / "sheet.html").read_text()

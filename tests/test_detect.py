@@ -103,7 +103,7 @@ def test_tiny_and_odd_aspect_images(atlas, lfw_dir: Path) -> None:
 
 @pytest.mark.parametrize("name", ["scrfd-500m", "scrfd-2.5g", "yunet-fp32"])
 def test_other_detectors(models_dir: Path, lfw_dir: Path, name: str) -> None:
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
 
     fa = FaceAtlas(detector=name, models_dir=models_dir)
     faces = fa.detect(lfw("Abel_Pacheco", 1))
@@ -131,3 +131,46 @@ def test_nms_and_selection_units() -> None:
     with pytest.raises(InvalidInputError):
         select_face(dets, 10, 10, "biggest")  # type: ignore[arg-type]
     assert isinstance(NoFaceError(), FaceAtlasError)
+
+
+# -- the lean pre/post-processing gives exactly what the straightforward one gave (issue #13) ----------------------
+
+
+def _reference_raw(det: object, rgb: np.ndarray) -> object:
+    """Canvas + channel flip + astype + transpose, then every anchor decoded and thresholded afterwards."""
+    from faceatlas.detect.base import RawDetections
+
+    d: object = det
+    spec = d.spec.input  # type: ignore[attr-defined]
+    h, w = rgb.shape[:2]
+    cw, ch = d._canvas_for(w, h)  # type: ignore[attr-defined]
+    canvas = np.zeros((ch, cw, 3), np.uint8)
+    canvas[:h, :w] = rgb
+    x = (canvas if spec.color == "rgb" else canvas[:, :, ::-1]).astype(np.float32)
+    x = ((x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)).astype(np.float32)
+    outputs = d.session.run(list(d.spec.outputs), {d.input_name: np.ascontiguousarray(x.transpose(2, 0, 1)[None])})  # type: ignore[attr-defined]
+    full = d._decode(outputs, cw, ch)  # type: ignore[attr-defined]
+    keep = full.scores >= d.score_threshold  # type: ignore[attr-defined]
+    return RawDetections(full.boxes[keep], full.scores[keep], full.landmarks[keep])
+
+
+@pytest.mark.parametrize("name", ["yunet", "scrfd-500m"])
+def test_lean_preprocessing_gives_identical_detections(lfw_dir: Path, models_dir: Path, name: str) -> None:
+    from faceatlas.detect import create_detector
+    from faceatlas.models import ModelStore
+
+    store = ModelStore(models_dir=models_dir, offline=True)
+    det = create_detector(name, store, threads=1, multiscale=False)
+    paths = sorted(lfw_dir.glob("B*/*_0001.jpg"))[:40]
+    compared = 0
+    for path in paths:
+        img = load_image(path)
+        got = det.detect(img)
+        expect = det._finish(_reference_raw(det, img.rgb), img.width, img.height)
+        assert len(got) == len(expect), path
+        for a, b in zip(got, expect):
+            np.testing.assert_allclose([a.box.x1, a.box.y1, a.box.x2, a.box.y2], [b.box.x1, b.box.y1, b.box.x2, b.box.y2], atol=1e-4)
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-4)
+            assert abs(a.score - b.score) < 1e-6
+            compared += 1
+    assert compared >= len(paths)

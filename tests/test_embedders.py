@@ -23,7 +23,7 @@ def _store(models_dir: Path, extra: object | None = None) -> ModelStore:
 @pytest.mark.parametrize("name", ["mobilefacenet-192", "dlib-resnet"])
 def test_optional_runtime_embedders(models_dir: Path, lfw_dir: Path, name: str) -> None:
     pytest.importorskip("ai_edge_litert" if name.startswith("mobile") else "dlib")
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
 
     fa = FaceAtlas(embedder=name, store=_store(models_dir))
     same = fa.verify(lfw("Abel_Pacheco", 1), lfw("Abel_Pacheco", 4), threshold=-1)
@@ -37,7 +37,7 @@ def test_ensemble_mixes_alignments(models_dir: Path, lfw_dir: Path) -> None:
     import dataclasses
 
     pytest.importorskip("dlib")
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
     from faceatlas.embed import create_embedder
 
     base = next(s for s in BUILTIN_MODELS if s.name == "sface")
@@ -61,7 +61,7 @@ def test_ensemble_mixes_alignments(models_dir: Path, lfw_dir: Path) -> None:
 def test_builtin_fusion_verifies_with_its_shipped_calibration(models_dir: Path, lfw_dir: Path) -> None:
     """The manifest's fusion model works like any model: verify at far=1e-3, echo the threshold, estimate the FAR."""
     pytest.importorskip("dlib")
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
 
     fa = FaceAtlas(embedder="fusion", store=_store(models_dir))
     same = fa.verify(lfw("Abel_Pacheco", 1), lfw("Abel_Pacheco", 4), threshold="far=1e-3")

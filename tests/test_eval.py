@@ -35,6 +35,7 @@ def people_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_one_lfw_fold_end_to_end(tmp_path: Path, lfw_dir: Path) -> None:
     out = tmp_path / "report"
     proc = run("eval", "lfw", "--folds", "1", "--no-identification", "--out", str(out), "--json")
@@ -123,7 +124,7 @@ def test_identification_through_gallery_matches_eval_suite(atlas, tmp_path: Path
 def test_flip_prefill_fills_both_caches_exactly(tmp_path: Path, lfw_dir: Path, models_dir: Path) -> None:
     """One pass embeds a model and its +flip twin; the cached templates equal the uncached pipeline's, and a copy
     of an image (same bytes, new path and mtime) still hits the cache."""
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
     from faceatlas.evaluate.runner import embed_images, prefill_flip_caches
     from faceatlas.models import ModelStore
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceatlas.config import ENV_MILVUS_TOKEN
 from faceatlas.errors import FaceAtlasError, NotFoundError
-from faceatlas.gallery import Gallery
-from faceatlas.gallery.backend import ENV_MILVUS_TOKEN, parse_location
+from faceatlas.gallery import Gallery, parse_location
 from faceatlas.gallery.crypto import ENV_KEY, ENV_KEY_FILE
-from faceatlas.gallery.sqlite_store import SCHEMA_VERSION
+from faceatlas.gallery.store import SCHEMA_VERSION
 from faceatlas.types import Box, Template
 
 DIM = 64
@@ -218,7 +219,7 @@ def test_not_found_paths(gallery: Gallery) -> None:
         lambda: g.get_sample("c", 999),
         lambda: g.delete_sample("c", 999),
         lambda: g.list_samples("c", 999),
-        lambda: g.search("nope", t[0]),
+        lambda: g.search("nope", t[0], model_id="m"),
         lambda: g.export_collection("nope", "unused.jsonl"),
     ]
     for call in calls:
@@ -258,15 +259,15 @@ def test_contract_mismatch_and_bad_input(gallery: Gallery) -> None:
     assert ei.value.code == "invalid_input"
     for bad_query in (Template(unit(rng, 1)[0], "other"), np.ones(DIM + 1, np.float32)):
         with pytest.raises(FaceAtlasError) as ei:
-            g.search("c", bad_query)
+            g.search("c", bad_query, model_id="m")
         assert ei.value.code == "model_mismatch"
     for kwargs in ({"k": 0}, {"aggregate": "mean"}):
         with pytest.raises(FaceAtlasError) as ei:
-            g.search("c", unit(rng, 1)[0], **kwargs)  # type: ignore[arg-type]
+            g.search("c", unit(rng, 1)[0], **kwargs, model_id="m")  # type: ignore[arg-type]
         assert ei.value.code == "invalid_input"
     assert g.get_person("c", p.id).samples == 0  # nothing half-written ...
     assert g.stats().collections[0].indexed == 0  # ... in the template store either
-    assert g.search("c", unit(rng, 1)[0], k=3) == [[]]
+    assert g.search("c", unit(rng, 1)[0], k=3, model_id="m") == [[]]
 
 
 def test_search_topk_matches_brute_force(gallery: Gallery) -> None:
@@ -275,7 +276,7 @@ def test_search_topk_matches_brute_force(gallery: Gallery) -> None:
     people = enrol(g, rng, 60, 4)
     q = unit(rng, 6)
     for k in (1, 10, 100):
-        for row, cands in enumerate(g.search("c", q, k=k)):
+        for row, cands in enumerate(g.search("c", q, k=k, model_id="m")):
             ref = reference_max(people, q[row], k)
             assert [c.person_id for c in cands] == [pid for _, pid in ref]
             np.testing.assert_allclose([c.score for c in cands], [s for s, _ in ref], atol=1e-4)
@@ -285,7 +286,7 @@ def test_search_topk_matches_brute_force(gallery: Gallery) -> None:
                 sample = g.get_sample("c", c.sample_id, include_template=True)
                 assert sample.person_id == c.person_id and sample.template is not None
                 np.testing.assert_allclose(sample.template.vector, people[c.person_id][best[c.person_id]], atol=1e-6)
-    for row, cands in enumerate(g.search("c", q, k=7, aggregate="centroid")):
+    for row, cands in enumerate(g.search("c", q, k=7, aggregate="centroid", model_id="m")):
         ref = reference_centroid(people, q[row], 7)
         assert [c.person_id for c in cands] == [pid for _, pid in ref]
         np.testing.assert_allclose([c.score for c in cands], [s for s, _ in ref], atol=1e-4)
@@ -294,12 +295,12 @@ def test_search_topk_matches_brute_force(gallery: Gallery) -> None:
             assert c.external_id == f"p{c.person_id - 1}" and c.name == f"Person {c.person_id - 1}"
     # query forms, min_score and k beyond the number of persons
     pid, vecs = next(iter(people.items()))
-    one = g.search("c", Template(vecs[1], "m"), k=2)
+    one = g.search("c", Template(vecs[1], "m"), k=2, model_id="m")
     assert len(one) == 1 and one[0][0].person_id == pid and one[0][0].score > 0.999
-    assert [r[0].person_id for r in g.search("c", [Template(v, "m") for v in vecs[:2]], k=1)] == [pid, pid]
-    assert g.search("c", vecs[0] * 3.0, k=1, min_score=0.99)[0][0].person_id == pid
-    assert all(len(r) <= 1 for r in g.search("c", unit(rng, 4), k=5, min_score=0.6))
-    assert len(g.search("c", vecs[0], k=500)[0]) == 60
+    assert [r[0].person_id for r in g.search("c", [Template(v, "m") for v in vecs[:2]], k=1, model_id="m")] == [pid, pid]
+    assert g.search("c", vecs[0] * 3.0, k=1, min_score=0.99, model_id="m")[0][0].person_id == pid
+    assert all(len(r) <= 1 for r in g.search("c", unit(rng, 4), k=5, min_score=0.6, model_id="m"))
+    assert len(g.search("c", vecs[0], k=500, model_id="m")[0]) == 60
 
 
 def test_max_and_centroid_aggregation_differ_as_defined(gallery: Gallery) -> None:
@@ -316,18 +317,18 @@ def test_max_and_centroid_aggregation_differ_as_defined(gallery: Gallery) -> Non
     b = g.add_person("c", "steady")
     sa = g.add_samples("c", a.id, [Template(v, "m") for v in spiky])
     g.add_samples("c", b.id, [Template(v, "m") for v in steady])
-    by_max = g.search("c", q, k=2)[0]
+    by_max = g.search("c", q, k=2, model_id="m")[0]
     assert [c.person_id for c in by_max] == [a.id, b.id]
     assert by_max[0].score == pytest.approx(1.0, abs=1e-5) and by_max[0].sample_id == sa[0]
     assert by_max[1].score == pytest.approx(0.8, abs=1e-5)
-    by_centroid = g.search("c", q, k=2, aggregate="centroid")[0]
+    by_centroid = g.search("c", q, k=2, aggregate="centroid", model_id="m")[0]
     assert [c.person_id for c in by_centroid] == [b.id, a.id]
     assert by_centroid[0].score == pytest.approx(0.8 / np.sqrt(0.64 + 0.09 + 0.09), abs=1e-4)
     assert by_centroid[1].sample_id == sa[0]
     # deleting the spiky sample moves both aggregations at once
     g.delete_sample("c", sa[0])
-    assert [c.person_id for c in g.search("c", q, k=2)[0]] == [b.id, a.id]
-    assert g.search("c", q, k=2, aggregate="centroid")[0][1].score == pytest.approx(-0.6, abs=1e-4)
+    assert [c.person_id for c in g.search("c", q, k=2, model_id="m")[0]] == [b.id, a.id]
+    assert g.search("c", q, k=2, aggregate="centroid", model_id="m")[0][1].score == pytest.approx(-0.6, abs=1e-4)
 
 
 def test_deletes_are_never_returned_by_search(opener: Opener) -> None:
@@ -335,7 +336,7 @@ def test_deletes_are_never_returned_by_search(opener: Opener) -> None:
     g.create_collection("c", "m", SHA, DIM)
     rng = np.random.default_rng(4)
     people = enrol(g, rng, 30, 4)
-    g.search("c", unit(rng, 1), aggregate="centroid")  # build any centroid state before deleting
+    g.search("c", unit(rng, 1), aggregate="centroid", model_id="m")  # build any centroid state before deleting
     victims = list(people)[::4]
     for pid in victims:
         assert g.delete_person("c", pid) == 4
@@ -350,13 +351,13 @@ def test_deletes_are_never_returned_by_search(opener: Opener) -> None:
         for pid in victims:
             for v in people[pid]:
                 for agg in ("max", "centroid"):
-                    hits = gal.search("c", v, k=100, aggregate=agg)[0]  # type: ignore[arg-type]
+                    hits = gal.search("c", v, k=100, aggregate=agg, model_id="m")[0]  # type: ignore[arg-type]
                     assert all(c.person_id != pid for c in hits)
                     assert all(c.sample_id not in gone_samples for c in hits)
             with pytest.raises(NotFoundError):
                 gal.get_person("c", pid)
         for v in people[lone_pid][:3]:
-            hits = gal.search("c", v, k=100)[0]
+            hits = gal.search("c", v, k=100, model_id="m")[0]
             assert all(c.sample_id not in gone_samples for c in hits)
             assert max(c.score for c in hits) < 0.9
         for sid in gone_samples:
@@ -365,9 +366,9 @@ def test_deletes_are_never_returned_by_search(opener: Opener) -> None:
         remaining = {pid: v for pid, v in people.items() if pid not in victims}
         remaining[lone_pid] = people[lone_pid][3:]
         q = unit(np.random.default_rng(99), 3)
-        for row, cands in enumerate(gal.search("c", q, k=len(remaining) + 5)):
+        for row, cands in enumerate(gal.search("c", q, k=len(remaining) + 5, model_id="m")):
             assert [c.person_id for c in cands] == [pid for _, pid in reference_max(remaining, q[row], 100)]
-        for row, cands in enumerate(gal.search("c", q, k=5, aggregate="centroid")):
+        for row, cands in enumerate(gal.search("c", q, k=5, aggregate="centroid", model_id="m")):
             assert [c.person_id for c in cands] == [pid for _, pid in reference_centroid(remaining, q[row], 5)]
         st = gal.stats().collections[0]
         assert st.samples == st.indexed == 4 * (30 - len(victims)) - 3
@@ -383,9 +384,9 @@ def test_deletes_are_never_returned_by_search(opener: Opener) -> None:
     kept = [pid for pid in people if pid not in victims]
     assert again.delete_collection("c") == 4 * len(kept) - 3
     with pytest.raises(NotFoundError):
-        again.search("c", people[kept[0]][0])
+        again.search("c", people[kept[0]][0], model_id="m")
     again.create_collection("c", "m", SHA, DIM)  # same name again: starts empty
-    assert again.search("c", people[kept[0]][0], k=5) == [[]]
+    assert again.search("c", people[kept[0]][0], k=5, model_id="m") == [[]]
     assert again.stats().collections[0].indexed == 0
     assert "delete_collection" in [e.action for e in again.audit_log()]
 
@@ -397,7 +398,7 @@ def test_reopen_keeps_everything(opener: Opener) -> None:
         people = enrol(g, rng, 5, 3)
     g2 = opener(index="exact")
     pid, vecs = next(iter(people.items()))
-    hit = g2.search("c", vecs[1], k=1)[0][0]
+    hit = g2.search("c", vecs[1], k=1, model_id="m")[0][0]
     assert (hit.person_id, hit.external_id, hit.name) == (pid, "p0", "Person 0") and hit.score > 0.999
     assert g2.stats().collections[0].indexed == 15 and g2.get_collection("c").samples == 15
     assert g2.refresh() in ([], ["c"])
@@ -411,18 +412,18 @@ def test_two_open_galleries_see_each_others_writes(opener: Opener) -> None:
     p = a.add_person("c", "x")
     ts = templates(rng, 2)
     sids = a.add_samples("c", p.id, ts)
-    assert b.search("c", ts[0], k=1)[0][0].sample_id == sids[0]
+    assert b.search("c", ts[0], k=1, model_id="m")[0][0].sample_id == sids[0]
     q = b.add_person("c", "y")
     tb = templates(rng, 1)
     sb = b.add_samples("c", q.id, tb)[0]
     a.delete_sample("c", sids[1])
-    assert a.search("c", tb[0], k=1)[0][0].sample_id == sb
-    assert all(h.sample_id != sids[1] for h in b.search("c", ts[1], k=5)[0])
+    assert a.search("c", tb[0], k=1, model_id="m")[0][0].sample_id == sb
+    assert all(h.sample_id != sids[1] for h in b.search("c", ts[1], k=5, model_id="m")[0])
     b.delete_collection("c")
     a.refresh()
     assert a.list_collections() == []
     with pytest.raises(NotFoundError):
-        a.search("c", ts[0])
+        a.search("c", ts[0], model_id="m")
 
 
 def test_export_import_round_trip(opener: Opener, tmp_path: Path) -> None:
@@ -457,9 +458,9 @@ def test_export_import_round_trip(opener: Opener, tmp_path: Path) -> None:
         assert [s.quality for s in samples] == [0.5] * 3 and samples[0].box == Box(0, 0, 10, 10)
         assert g2.get_crop(name, samples[0].id) == bytes([3, 1, 2])
         for ext, ts in originals.items():
-            hit = g2.search(name, ts[2], k=1)[0][0]
+            hit = g2.search(name, ts[2], k=1, model_id="m")[0][0]
             assert hit.external_id == ext and hit.score > 0.9999
-            cen = g2.search(name, ts[0], k=1, aggregate="centroid")[0][0]
+            cen = g2.search(name, ts[0], k=1, aggregate="centroid", model_id="m")[0][0]
             assert cen.external_id == ext
         got = [g2.get_sample(name, s.id, include_template=True).template for s in samples]
         np.testing.assert_allclose(
@@ -577,10 +578,10 @@ def test_milvus_galleries_sharing_one_milvus_are_isolated(lite_dir: Path, tmp_pa
         ta, tb = templates(rng, 1), templates(rng, 1)
         a.add_samples("c", a.add_person("c", "only-in-a").id, ta)
         b.add_samples("c", b.add_person("c", "only-in-b").id, tb)
-        assert [c.external_id for c in a.search("c", tb[0], k=5)[0]] == ["only-in-a"]
-        assert [c.external_id for c in b.search("c", ta[0], k=5)[0]] == ["only-in-b"]
+        assert [c.external_id for c in a.search("c", tb[0], k=5, model_id="m")[0]] == ["only-in-a"]
+        assert [c.external_id for c in b.search("c", ta[0], k=5, model_id="m")[0]] == ["only-in-b"]
         b.delete_collection("c")
-        assert a.search("c", ta[0], k=1)[0][0].score > 0.999
+        assert a.search("c", ta[0], k=1, model_id="m")[0][0].score > 0.999
     finally:
         a.close()
         b.close()
@@ -594,9 +595,9 @@ def test_milvus_hnsw_index(lite_dir: Path, tmp_path: Path) -> None:
         people = enrol(g, rng, 40, 3)
         assert g.stats().collections[0].index_kind == "hnsw"
         for pid, vecs in list(people.items())[:10]:
-            assert g.search("c", vecs[2], k=1)[0][0].person_id == pid
+            assert g.search("c", vecs[2], k=1, model_id="m")[0][0].person_id == pid
             ref = reference_centroid(people, vecs[0], 3)
-            assert [c.person_id for c in g.search("c", vecs[0], k=3, aggregate="centroid")[0]] == [p for _, p in ref]
+            assert [c.person_id for c in g.search("c", vecs[0], k=3, aggregate="centroid", model_id="m")[0]] == [p for _, p in ref]
 
 
 @needs_milvus
@@ -609,7 +610,7 @@ def test_milvus_lite_is_released_on_close(tmp_path: Path) -> None:
     t = templates(rng, 1)[0]
     g1.add_samples("c", g1.add_person("c", "x").id, t)
     g1.close()
-    assert g2.search("c", t, k=1)[0][0].external_id == "x"  # still served for the other gallery
+    assert g2.search("c", t, k=1, model_id="m")[0][0].external_id == "x"  # still served for the other gallery
     g2.close()
     assert oct(lite.stat().st_mode & 0o777) == oct(0o700)
     # once both are closed, another process can open the folder (Milvus Lite allows one process per folder)
@@ -618,7 +619,7 @@ def test_milvus_lite_is_released_on_close(tmp_path: Path) -> None:
         "from faceatlas.gallery import Gallery\n"
         "from faceatlas.types import Template\n"
         "with Gallery.open('milvus-lite:' + sys.argv[1], create=False) as g:\n"
-        "    print(g.search('c', np.asarray(sys.argv[2].split(','), dtype=np.float32), k=1)[0][0].external_id)\n"
+        "    print(g.search('c', np.asarray(sys.argv[2].split(','), dtype=np.float32), k=1, model_id='m')[0][0].external_id)\n"
     )
     vec = ",".join(repr(float(v)) for v in t.vector)
     done = subprocess.run([sys.executable, "-c", child, str(lite), vec], capture_output=True, text=True, timeout=120)
@@ -640,7 +641,7 @@ def _milvus_names(lite: Path, g: Gallery) -> list[str]:
 
 @needs_milvus
 def test_milvus_failed_writes_are_undone(lite_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from faceatlas.gallery.milvus_backend import MilvusBackend
+    from faceatlas.gallery.backends.milvus import MilvusBackend
 
     rng = np.random.default_rng(14)
     g = Gallery.open(f"milvus-lite:{lite_dir}", meta_path=tmp_path / "f.sqlite")
@@ -666,14 +667,14 @@ def test_milvus_failed_writes_are_undone(lite_dir: Path, tmp_path: Path, monkeyp
         with pytest.raises(FaceAtlasError, match="injected"):
             g.add_samples("c", p.id, new)
         assert g.get_person("c", p.id).samples == 2 and g.stats().collections[0].indexed == 2
-        assert g.search("c", new[0], k=1)[0][0].sample_id in sids and g.check() == []
+        assert g.search("c", new[0], k=1, model_id="m")[0][0].sample_id in sids and g.check() == []
 
         failures.clear()
         with pytest.raises(FaceAtlasError, match="injected"):
             g.delete_sample("c", sids[0])
-        hit = g.search("c", ts[0], k=1)[0][0]  # the template was put back
+        hit = g.search("c", ts[0], k=1, model_id="m")[0][0]  # the template was put back
         assert hit.sample_id == sids[0] and hit.score > 0.999
-        assert g.search("c", ts[0], k=1, aggregate="centroid")[0][0].person_id == p.id and g.check() == []
+        assert g.search("c", ts[0], k=1, aggregate="centroid", model_id="m")[0][0].person_id == p.id and g.check() == []
 
         failures.clear()
         with pytest.raises(FaceAtlasError, match="injected"):
@@ -711,7 +712,150 @@ def test_milvus_templates_without_a_sample_row_are_never_returned(lite_dir: Path
             client.upsert(name, [{"sample_id": 10**6, "person_id": pid, "collection_id": col.id, "vector": stray}])
         finally:
             client.close()
-        hits = g.search("c", stray, k=5)[0]
+        hits = g.search("c", stray, k=5, model_id="m")[0]
         assert len(hits) == 5 and all(h.sample_id != 10**6 for h in hits) and max(h.score for h in hits) < 0.9
         assert g.stats().collections[0].indexed == 11
         assert any("no sample" in problem for problem in g.check())
+
+
+# ---------------------------------------------------------------------- hardening (issue #12: M2, L2, L7)
+
+
+@pytest.mark.parametrize("bad", ["a/b", "/", "a\\b", "tab\there", "nl\n", "nul\x00x", "del\x7f", ".", ".."])
+def test_person_ids_that_cannot_be_one_url_segment_are_refused(gallery: Gallery, bad: str) -> None:
+    """A new external id with '/', '\\', a control character, or '.'/'..' is refused before anything is written."""
+    rng = np.random.default_rng(40)
+    for add in (
+        lambda: gallery.add_person("c", bad),
+        lambda: gallery.add_person_with_samples("c", bad, templates(rng, 1)),
+    ):
+        with pytest.raises(FaceAtlasError) as ei:
+            add()
+        assert ei.value.code == "invalid_input"
+        assert "must not" in str(ei.value)
+    assert gallery.list_persons("c") == [] and gallery.get_collection("c").samples == 0
+    for fine in ("José Müller", "李小龙", "a.b", "...", "x-y_z@example.org", "emoji 🙂"):
+        assert gallery.add_person("c", fine).external_id == fine
+
+
+def test_nfc_and_nfd_forms_name_the_same_person_and_collection(gallery: Gallery) -> None:
+    """Person ids and collection names are NFC-normalised on create and on every lookup."""
+    nfd, nfc = "Jose\u0301", "Jos\u00e9"
+    p = gallery.add_person("c", nfd, name="José")
+    assert p.external_id == nfc
+    assert gallery.get_person("c", nfc).id == p.id and gallery.get_person("c", nfd).id == p.id
+    with pytest.raises(FaceAtlasError) as ei:
+        gallery.add_person("c", nfc)
+    assert ei.value.code == "conflict"
+    rng = np.random.default_rng(41)
+    t = templates(rng, 1)
+    assert len(gallery.add_samples("c", nfc, t)) == 1
+    col = gallery.create_collection("Cafe\u0301", "m", SHA, DIM)
+    assert col.name == "Caf\u00e9" and gallery.get_collection("Caf\u00e9").id == col.id
+    with pytest.raises(FaceAtlasError) as ei:
+        gallery.create_collection("Caf\u00e9", "m", SHA, DIM)
+    assert ei.value.code == "conflict"
+    q = gallery.add_person("Caf\u00e9", "x")
+    gallery.add_samples("Cafe\u0301", q.id, t)
+    assert gallery.search("Caf\u00e9", t[0], k=1, model_id="m")[0][0].person_id == q.id
+    assert gallery.search("Cafe\u0301", t[0], k=1, model_id="m")[0][0].person_id == q.id
+    assert gallery.delete_person("c", nfd) == 1
+    with pytest.raises(NotFoundError):
+        gallery.get_person("c", nfc)
+
+
+def test_existing_person_ids_with_a_slash_stay_readable_and_deletable(opener: Opener) -> None:
+    """Rows written before the rule (here: straight into the file) are still reached by the library."""
+    g = opener()
+    g.create_collection("c", "m", SHA, DIM)
+    g.add_samples("c", g.add_person("c", "legacy").id, templates(np.random.default_rng(42), 2))
+    with sqlite3.connect(g.path) as conn:
+        conn.execute("UPDATE persons SET external_id = 'dept/7' WHERE external_id = 'legacy'")
+    conn.close()
+    g.refresh()
+    p = g.get_person("c", "dept/7")
+    assert p.samples == 2 and [x.external_id for x in g.list_persons("c")] == ["dept/7"]
+    assert g.delete_person("c", "dept/7") == 2
+    assert g.list_persons("c") == []
+
+
+@pytest.mark.parametrize("bad_id", [2**63, 2**63 + 5, 2**64, 2**200, -1, -(2**63) - 1])
+def test_out_of_range_ids_are_not_found(gallery: Gallery, bad_id: int) -> None:
+    """Ids SQLite cannot hold give ``not_found``, never an OverflowError."""
+    rng = np.random.default_rng(43)
+    p = gallery.add_person("c", "p")
+    gallery.add_samples("c", p.id, templates(rng, 1))
+    for call in (
+        lambda: gallery.get_sample("c", bad_id),
+        lambda: gallery.get_sample("c", bad_id, include_template=True),
+        lambda: gallery.get_crop("c", bad_id),
+        lambda: gallery.delete_sample("c", bad_id),
+        lambda: gallery.get_person("c", bad_id),
+        lambda: gallery.list_samples("c", bad_id),
+        lambda: gallery.delete_person("c", bad_id),
+    ):
+        with pytest.raises(NotFoundError) as ei:
+            call()
+        assert ei.value.code == "not_found"
+    assert gallery.list_persons("c", limit=2**70, offset=2**70) == []
+    assert len(gallery.list_persons("c", limit=2**70)) == 1
+    assert gallery.get_person("c", p.id).samples == 1
+
+
+def test_add_person_with_samples_is_one_transaction(gallery: Gallery) -> None:
+    """Person and samples are written together; any failure leaves neither (L7)."""
+    rng = np.random.default_rng(44)
+    ts = templates(rng, 3)
+    person, sids = gallery.add_person_with_samples(
+        "c", "alice", ts, name="Alice", metadata={"team": "a"}, qualities=[0.9, 0.8, 0.7],
+        image_sha256="ab" * 32, crops=[b"c0", None, b"c2"], actor="enroller",
+    )
+    assert person.external_id == "alice" and person.name == "Alice" and person.samples == 3
+    assert dict(person.metadata) == {"team": "a"} and len(sids) == 3
+    assert [s.id for s in gallery.list_samples("c", "alice")] == sids
+    assert gallery.get_sample("c", sids[0]).quality == pytest.approx(0.9) and gallery.get_crop("c", sids[2]) == b"c2"
+    assert gallery.search("c", ts[1], k=1, model_id="m")[0][0].person_id == person.id
+    assert {e.action for e in gallery.audit_log("c") if e.person_id == person.id} == {"add_person", "enrol"}
+    # conflict: nothing new written
+    with pytest.raises(FaceAtlasError) as ei:
+        gallery.add_person_with_samples("c", "alice", templates(rng, 1))
+    assert ei.value.code == "conflict"
+    # a template of the wrong dimension after good ones: no person either
+    bad = [*templates(rng, 2), Template(unit(rng, 1, DIM + 1)[0], "m")]
+    with pytest.raises(FaceAtlasError) as ei:
+        gallery.add_person_with_samples("c", "bob", bad)
+    assert ei.value.code == "model_mismatch"
+    with pytest.raises(FaceAtlasError) as ei:
+        gallery.add_person_with_samples("c", "carol", templates(rng, 1, model="other"))
+    assert ei.value.code == "model_mismatch"
+    assert [p.external_id for p in gallery.list_persons("c")] == ["alice"]
+    assert gallery.get_collection("c").samples == 3 and gallery.stats().collections[0].indexed == 3
+    # no templates: just the person
+    dave, none = gallery.add_person_with_samples("c", "dave", [])
+    assert none == [] and dave.samples == 0 and gallery.get_person("c", "dave").id == dave.id
+    gallery.refresh()
+    assert gallery.search("c", ts[2], k=1, model_id="m")[0][0].person_id == person.id
+
+
+def test_names_stored_before_normalisation_are_found_in_any_form(opener: Opener) -> None:
+    """A collection name and a person id stored in NFD (written before NFC was enforced) are found by NFC and NFD."""
+    g = opener()
+    g.create_collection("tmp", "m", SHA, DIM)
+    ts = templates(np.random.default_rng(45), 2)
+    g.add_samples("tmp", g.add_person("tmp", "tmp-person").id, ts)
+    nfd_col, nfd_person = "Cafe\u0301", "Rene\u0301e"
+    with sqlite3.connect(g.path) as conn:
+        conn.execute("UPDATE collections SET name = ? WHERE name = 'tmp'", (nfd_col,))
+        conn.execute("UPDATE persons SET external_id = ? WHERE external_id = 'tmp-person'", (nfd_person,))
+    conn.close()
+    g.refresh()
+    for col in (nfd_col, "Caf\u00e9"):
+        assert g.get_collection(col).samples == 2
+        for pid in (nfd_person, "Ren\u00e9e"):
+            assert g.get_person(col, pid).samples == 2
+        hit = g.search(col, ts[0], k=1, model_id="m")[0][0]
+        assert hit.external_id == nfd_person
+    assert g.delete_person("Caf\u00e9", "Ren\u00e9e") == 2
+    assert g.search(nfd_col, ts[0], k=1, model_id="m") == [[]]
+    assert g.delete_collection("Caf\u00e9") == 0
+    assert g.list_collections() == []

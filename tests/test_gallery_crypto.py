@@ -115,7 +115,7 @@ def test_encrypted_gallery_has_no_plaintext_and_round_trips(tmp_path: Path, key:
     assert b"CROP-SECRET" not in raw
     with Gallery.open(path, key=key) as g:  # type: ignore[arg-type]
         for pid, ts in people.items():
-            hit = g.search("c", ts[1], k=1)[0][0]
+            hit = g.search("c", ts[1], k=1, model_id="m")[0][0]
             assert hit.person_id == pid and hit.score > 0.9999
         first = next(iter(people))
         sid = g.list_samples("c", first)[0].id
@@ -130,7 +130,7 @@ def test_env_key_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     people = make_encrypted(path, None)
     with Gallery.open(path, key=RAW_KEY) as g:  # same key given explicitly
         pid, ts = next(iter(people.items()))
-        assert g.search("c", ts[0], k=1)[0][0].person_id == pid
+        assert g.search("c", ts[0], k=1, model_id="m")[0][0].person_id == pid
     monkeypatch.delenv(ENV_KEY)
     with pytest.raises(FaceAtlasError) as ei:
         Gallery.open(path)
@@ -204,7 +204,7 @@ def test_encrypted_export_import(tmp_path: Path) -> None:
         col = other.import_collection(out)
         assert (col.persons, col.samples) == (10, 30)
         pid_src, ts = next(iter(people.items()))
-        hit = other.search("c", ts[0], k=1)[0][0]
+        hit = other.search("c", ts[0], k=1, model_id="m")[0][0]
         assert hit.external_id == "p0" and hit.score > 0.9999
     with Gallery.open(tmp_path / "wrong.db", key=OTHER_KEY) as wrong:
         with pytest.raises(FaceAtlasError) as ei:
@@ -225,7 +225,7 @@ def test_encrypted_export_import(tmp_path: Path) -> None:
     target = tmp_path / "enc2.db"
     with Gallery.open(target, key=OTHER_KEY) as enc2:
         enc2.import_collection(tmp_path / "plain.jsonl")
-        assert enc2.search("c", t, k=1)[0][0].external_id == "z"
+        assert enc2.search("c", t, k=1, model_id="m")[0][0].external_id == "z"
     assert t.vector.tobytes() not in disk(target)
 
 

@@ -331,14 +331,14 @@ def test_gallery_search_dedupes_persons_max_and_centroid(tmp_path: Path, kind: s
         index = g._backend._caches["c"].index  # type: ignore[attr-defined]
         assert isinstance(index, PqIndex) and index.code_count() == 240  # searches go through the codes
     q = unit(rng, 8)
-    res = g.search("c", q, k=10)
+    res = g.search("c", q, k=10, model_id="m")
     for row, cands in enumerate(res):
         ref = sorted(((float(np.max(v @ q[row])), pid) for pid, v in people.items()), reverse=True)[:10]
         assert [c.person_id for c in cands] == [pid for _, pid in ref]
         np.testing.assert_allclose([c.score for c in cands], [s for s, _ in ref], atol=1e-4)
         assert len({c.person_id for c in cands}) == len(cands)
         assert all(cands[i].score >= cands[i + 1].score for i in range(len(cands) - 1))
-    cen = g.search("c", q, k=5, aggregate="centroid")
+    cen = g.search("c", q, k=5, aggregate="centroid", model_id="m")
     for row, cands in enumerate(cen):
         ref_c = []
         for pid, v in people.items():
@@ -361,7 +361,7 @@ def test_gallery_switches_to_approximate_index_above_threshold(
     if faiss_installed:
         pytest.importorskip("faiss")
     else:
-        monkeypatch.setattr("faceatlas.gallery.index._faiss", lambda: None)
+        monkeypatch.setattr("faceatlas.gallery.index.base.load_faiss", lambda: None)
     expected = "pq" if faiss_installed else "hnsw"
     rng = np.random.default_rng(8)
     g = Gallery.open(tmp_path / "g.db", approx_threshold=50)
@@ -372,9 +372,9 @@ def test_gallery_switches_to_approximate_index_above_threshold(
     st = g.stats().collections[0]
     assert st.index_kind == expected and st.indexed == 80
     pid, vecs = next(iter(people.items()))
-    assert g.search("c", vecs[0], k=1)[0][0].person_id == pid
+    assert g.search("c", vecs[0], k=1, model_id="m")[0][0].person_id == pid
     g.delete_person("c", pid)
-    assert all(c.person_id != pid for c in g.search("c", vecs[0], k=5)[0])
+    assert all(c.person_id != pid for c in g.search("c", vecs[0], k=5, model_id="m")[0])
     g.close()
     g2 = Gallery.open(tmp_path / "g.db", approx_threshold=50)
     assert g2.stats().collections[0].index_kind == expected and g2.stats().collections[0].indexed == 76
@@ -396,25 +396,25 @@ def test_gallery_search_inputs(tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
     g = Gallery.open(tmp_path / "g.db")
     g.create_collection("c", "m", SHA, DIM)
-    assert g.search("c", unit(rng, 1)[0], k=3) == [[]]
+    assert g.search("c", unit(rng, 1)[0], k=3, model_id="m") == [[]]
     people = _enrol(g, rng, 5, 2)
     pid, vecs = next(iter(people.items()))
-    one = g.search("c", Template(vecs[1], "m"), k=2)
+    one = g.search("c", Template(vecs[1], "m"), k=2, model_id="m")
     assert len(one) == 1 and one[0][0].person_id == pid and one[0][0].score > 0.999
-    many = g.search("c", [Template(v, "m") for v in vecs], k=1)
+    many = g.search("c", [Template(v, "m") for v in vecs], k=1, model_id="m")
     assert [r[0].person_id for r in many] == [pid, pid]
-    assert g.search("c", vecs[0] * 3.0, k=1, min_score=0.99)[0][0].person_id == pid
-    assert all(len(r) <= 1 for r in g.search("c", unit(rng, 4), k=5, min_score=0.9))
-    assert len(g.search("c", vecs, k=50)[0]) == 5  # never more persons than exist
+    assert g.search("c", vecs[0] * 3.0, k=1, min_score=0.99, model_id="m")[0][0].person_id == pid
+    assert all(len(r) <= 1 for r in g.search("c", unit(rng, 4), k=5, min_score=0.9, model_id="m"))
+    assert len(g.search("c", vecs, k=50, model_id="m")[0]) == 5  # never more persons than exist
     for bad in (Template(vecs[0], "other-model"), np.ones(DIM + 1, np.float32)):
         with pytest.raises(FaceAtlasError) as ei:
-            g.search("c", bad)
+            g.search("c", bad, model_id="m")
         assert ei.value.code == "model_mismatch"
     with pytest.raises(FaceAtlasError) as ei:
-        g.search("c", vecs[0], k=0)
+        g.search("c", vecs[0], k=0, model_id="m")
     assert ei.value.code == "invalid_input"
     with pytest.raises(FaceAtlasError) as ei:
-        g.search("c", vecs[0], aggregate="mean")  # type: ignore[arg-type]
+        g.search("c", vecs[0], aggregate="mean", model_id="m")  # type: ignore[arg-type]
     assert ei.value.code == "invalid_input"
     g.close()
 

@@ -24,7 +24,7 @@ import pytest
 
 from faceatlas.errors import FaceAtlasError, NotFoundError
 from faceatlas.gallery import Gallery
-from faceatlas.gallery.sqlite_store import SCHEMA_VERSION
+from faceatlas.gallery.store import SCHEMA_VERSION
 from faceatlas.types import Template
 
 DIM = 128
@@ -72,7 +72,7 @@ def test_delete_sample_scrubs_search_and_disk(gallery: Gallery) -> None:
     assert on_disk(g.path, t.vector.tobytes()) and on_disk(g.path, crop)  # the scan does see live data
     g.delete_sample("c", victim)
     g.delete_sample("c", crop_sid)
-    hits = g.search("c", t, k=200)[0]
+    hits = g.search("c", t, k=200, model_id="m")[0]
     assert all(c.sample_id != victim for c in hits)
     assert owner in {c.person_id for c in hits}  # the owner's other samples remain searchable
     assert max(c.score for c in hits) < 0.9
@@ -101,20 +101,20 @@ def test_delete_person_and_collection_scrub_search_and_disk(gallery: Gallery) ->
         assert g.delete_person("c", pid) == 5
     for pid in victims:
         for t in per[pid]:
-            assert all(c.person_id != pid for c in g.search("c", t, k=50)[0])
+            assert all(c.person_id != pid for c in g.search("c", t, k=50, model_id="m")[0])
             assert not on_disk(g.path, t.vector.tobytes())
         with pytest.raises(NotFoundError):
             g.get_person("c", pid)
     assert g.get_collection("c").persons == 40 - len(victims)
     # centroid search must forget deleted persons too
-    g.search("c", per[victims[0]][0], aggregate="centroid")
+    g.search("c", per[victims[0]][0], aggregate="centroid", model_id="m")
     keep = [pid for pid in per if pid not in victims]
     g.delete_person("c", keep[0])
-    assert all(c.person_id != keep[0] for c in g.search("c", per[keep[0]][0], k=50, aggregate="centroid")[0])
+    assert all(c.person_id != keep[0] for c in g.search("c", per[keep[0]][0], k=50, aggregate="centroid", model_id="m")[0])
 
     assert g.delete_collection("c") == 5 * (len(keep) - 1)
     with pytest.raises(NotFoundError):
-        g.search("c", per[keep[1]][0])
+        g.search("c", per[keep[1]][0], model_id="m")
     for pid in keep:
         for t in per[pid]:
             assert not on_disk(g.path, t.vector.tobytes())
@@ -136,17 +136,17 @@ def test_second_instance_sees_changes_on_search_and_refresh(tmp_path: Path) -> N
     p = a.add_person("c", "x")
     ts = rand_templates(rng, 2)
     sids = a.add_samples("c", p.id, ts)
-    assert b.search("c", ts[0], k=1)[0][0].sample_id == sids[0]  # lazily reloaded on search
-    assert c_manual.search("c", ts[0], k=1)[0] == []  # stale until refreshed ...
+    assert b.search("c", ts[0], k=1, model_id="m")[0][0].sample_id == sids[0]  # lazily reloaded on search
+    assert c_manual.search("c", ts[0], k=1, model_id="m")[0] == []  # stale until refreshed ...
     assert c_manual.refresh() == ["c"]
-    assert c_manual.search("c", ts[0], k=1)[0][0].sample_id == sids[0]
+    assert c_manual.search("c", ts[0], k=1, model_id="m")[0][0].sample_id == sids[0]
     # interleaved writers: b writes after a, then a writes again -> a must not lose b's sample
     q = b.add_person("c", "y")
     tb = rand_templates(rng, 1)
     sb = b.add_samples("c", q.id, tb)[0]
     a.delete_sample("c", sids[1])
-    assert a.search("c", tb[0], k=1)[0][0].sample_id == sb
-    assert all(h.sample_id != sids[1] for h in b.search("c", ts[1], k=5)[0])
+    assert a.search("c", tb[0], k=1, model_id="m")[0][0].sample_id == sb
+    assert all(h.sample_id != sids[1] for h in b.search("c", ts[1], k=5, model_id="m")[0])
     b.delete_collection("c")
     assert a.refresh() == [] and a.list_collections() == []
     for g in (a, b, c_manual):
@@ -166,7 +166,7 @@ def test_threads_share_one_gallery(gallery: Gallery) -> None:
             for _ in range(15):
                 ts = rand_templates(rng, 2)
                 got = g.add_samples("c", p.id, ts)
-                assert g.search("c", ts[0], k=1)[0][0].sample_id == got[0]
+                assert g.search("c", ts[0], k=1, model_id="m")[0][0].sample_id == got[0]
                 with lock:
                     ids.extend(got)
         except BaseException as exc:  # pragma: no cover - reported below
@@ -268,6 +268,7 @@ def _writer(path: str, worker: int, n: int, out: Any) -> None:
 
 
 @pytest.mark.parametrize("precreate", [True, False])
+@pytest.mark.slow
 def test_concurrent_writer_processes(tmp_path: Path, precreate: bool) -> None:
     path = tmp_path / "shared.db"
     procs, n = 3, 30
@@ -291,7 +292,7 @@ def test_concurrent_writer_processes(tmp_path: Path, precreate: bool) -> None:
     for w, ids in results.items():
         assert [s.id for s in g.list_samples("c", f"w{w}")] == sorted(ids)
         t = g.get_sample("c", ids[-1], include_template=True).template
-        assert t is not None and g.search("c", t, k=1)[0][0].sample_id == ids[-1]  # visible to the open gallery
+        assert t is not None and g.search("c", t, k=1, model_id="m")[0][0].sample_id == ids[-1]  # visible to the open gallery
     assert g.stats().collections[0].indexed == procs * n
     assert g.check() == []
     g.close()
@@ -318,6 +319,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_kill_9_keeps_every_acknowledged_sample(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
     with Gallery.open(path) as g:
@@ -348,7 +350,7 @@ def test_kill_9_keeps_every_acknowledged_sample(tmp_path: Path) -> None:
             assert sample.template is not None
             np.testing.assert_allclose(sample.template.vector, expected.vector, atol=1e-6)
         if acked:
-            hit = g.search("c", expected, k=1)[0][0]
+            hit = g.search("c", expected, k=1, model_id="m")[0][0]
             assert hit.sample_id == acked[-1][0]
         total_acked += len(acked)
         g.close()

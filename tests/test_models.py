@@ -168,3 +168,105 @@ def test_manifest_entries_are_complete() -> None:
             from faceatlas.align import TEMPLATES
 
             assert spec.dim and spec.template in TEMPLATES and spec.default_threshold is not None
+
+
+def test_prelu_rewrite_keeps_sface_templates(tmp_path: Path, lfw_dir: Path) -> None:
+    """The derived SFace (PRelu rewritten for speed) gives the original graph's outputs on real LFW crops."""
+    import numpy as np
+
+    from faceatlas.detect import create_detector
+    from faceatlas.embed import create_embedder
+    from faceatlas.images import load_image
+    from faceatlas.models.transforms import apply_transforms
+
+    store = ModelStore(models_dir=None, cache_dir=tmp_path / "cache", offline=True)
+    spec = store.spec("sface")
+    assert "prelu_to_relu" in spec.transforms
+    resolved = store.resolve("sface")
+    plain = tmp_path / "sface_plain.onnx"
+    plain.write_bytes(apply_transforms(resolved.original.read_bytes(), tuple(t for t in spec.transforms if t != "prelu_to_relu")))
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(resolved.runtime_path)).graph.node}
+    assert "PRelu" not in ops and "PRelu" in {n.op_type for n in onnx.load(str(plain)).graph.node}
+
+    detector = create_detector("yunet", store, threads=1)
+    embedder = create_embedder("sface", store, threads=1)
+    crops = []
+    for path in sorted(lfw_dir.glob("C*/*_0001.jpg"))[:120]:
+        img = load_image(path)
+        for det in detector.detect(img)[:1]:
+            crops.append(embedder.align(img.rgb, det.landmarks))
+    assert len(crops) >= 100
+    batch = np.stack(crops)
+    x = embedder._normalised(batch, "nchw")  # type: ignore[attr-defined]
+    fast = create_session(resolved.runtime_path, threads=1)
+    slow = create_session(plain, threads=1)
+    name = fast.get_inputs()[0].name
+    a = np.concatenate([fast.run(None, {name: x[i : i + 16]})[0] for i in range(0, len(x), 16)])
+    b = np.concatenate([slow.run(None, {name: x[i : i + 16]})[0] for i in range(0, len(x), 16)])
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    assert float(np.abs(a64 - b64).max()) < 1e-5 * float(np.abs(b64).max())
+    cos = np.sum(a64 * b64, axis=1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
+    print(f"PRelu rewrite on {len(x)} LFW crops: max |diff| {np.abs(a64 - b64).max():.3g} "
+          f"(max |output| {np.abs(b64).max():.3g}), min cosine {cos.min():.9f}")
+    assert float(cos.min()) >= 0.9999998
+    # and the public path uses the rewritten file
+    np.testing.assert_allclose(embedder.embed_crops(batch[:8]), a[:8] / np.linalg.norm(a[:8], axis=1, keepdims=True), atol=1e-6)
+
+
+def test_model_hashes_are_remembered_until_the_file_changes(tmp_path: Path, models_dir: Path) -> None:
+    """sha256 is computed once per file identity; a changed file is hashed again (and refused when wrong)."""
+    import os
+
+    from faceatlas.models import trust
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(models_dir / "scrfd" / "scrfd_500m.onnx", folder / "scrfd_500m.onnx")
+    calls: list[Path] = []
+    real = trust.sha256_file
+
+    def counting(path: Path) -> str:
+        calls.append(path)
+        return real(path)
+
+    trust.sha256_file = counting  # type: ignore[assignment]
+    try:
+        ModelStore(models_dir=folder, cache_dir=tmp_path / "cache", offline=True).resolve("scrfd-500m")
+        assert len(calls) == 1
+        assert (tmp_path / "cache" / trust.RECORD_NAME).is_file()
+        ModelStore(models_dir=folder, cache_dir=tmp_path / "cache", offline=True).resolve("scrfd-500m")
+        assert len(calls) == 1, "an unchanged file must not be hashed again"
+        ModelStore(models_dir=folder, cache_dir=tmp_path / "cache", offline=True).resolve("scrfd-500m", verify=True)
+        assert len(calls) == 2, "verify=True always hashes"
+        data = bytearray((folder / "scrfd_500m.onnx").read_bytes())
+        data[1000] ^= 0xFF
+        st = os.stat(folder / "scrfd_500m.onnx")
+        (folder / "scrfd_500m.onnx").write_bytes(bytes(data))
+        os.utime(folder / "scrfd_500m.onnx", ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime
+        with pytest.raises(ModelError) as err:
+            ModelStore(models_dir=folder, cache_dir=tmp_path / "cache", offline=True).resolve("scrfd-500m")
+        assert err.value.code == "model_checksum" and len(calls) == 3
+    finally:
+        trust.sha256_file = real  # type: ignore[assignment]
+    rows = ModelStore(models_dir=folder, cache_dir=tmp_path / "cache", offline=True).status(verify=True)
+    assert next(r for r in rows if r.spec.name == "scrfd-500m").ok is False
+
+
+def test_default_embed_imports_no_network_modules(tmp_path: Path) -> None:
+    """A cold start with the models present (and transformed once) never imports urllib.request, http or ssl."""
+    import subprocess
+    import sys
+
+    from conftest import lfw
+
+    code = (
+        "import sys, faceatlas; faceatlas.FaceAtlas().embed(sys.argv[1]); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('http', 'ssl', 'email') or m == 'urllib.request'); "
+        "print(','.join(bad))"
+    )
+    for _ in range(2):  # the first run may build the transformed models (that imports onnx, which needs email)
+        out = subprocess.run([sys.executable, "-c", code, str(lfw("Aaron_Eckhart", 1))], capture_output=True,
+                             text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "", out.stdout

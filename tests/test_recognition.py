@@ -91,7 +91,7 @@ def test_strict_mode_rejects_a_sample_of_someone_else(rec: Recognizer) -> None:
 
 
 def test_collection_pins_its_model(rec: Recognizer, models_dir: Path, tmp_path: Path) -> None:
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
 
     rec.enroll("c", "Tony_Blair", [lfw("Tony_Blair", 2)])
     other = Recognizer(FaceAtlas(embedder="faceplugin-512", models_dir=models_dir), rec.gallery)
@@ -129,8 +129,8 @@ def test_identify_many_and_multiple_faces(rec: Recognizer) -> None:
 
 
 def test_reembed_from_kept_crops(rec: Recognizer, models_dir: Path) -> None:
-    from faceatlas.atlas import FaceAtlas
-    from faceatlas.migrate import reembed_collection
+    from faceatlas.facade import FaceAtlas
+    from faceatlas.recognition import reembed_collection
 
     rec.enroll("c", "Tony_Blair", [lfw("Tony_Blair", i) for i in (2, 3)], keep_crops=True)
     rec.enroll("c", "Colin_Powell", [lfw("Colin_Powell", 1)])

@@ -507,6 +507,7 @@ class _SlowService(Service):
         return super().detect(upload, templates)
 
 
+@pytest.mark.slow
 def test_timeout_busy_and_event_loop_stays_free(service: Service, keys: KeyStore, tokens: dict[str, str]) -> None:
     settings = _settings(request_timeout=0.25, concurrency=1, max_queue=1)
     slow = _SlowService(settings, atlas=service.atlas, gallery=service.gallery)
@@ -534,7 +535,7 @@ def test_timeout_busy_and_event_loop_stays_free(service: Service, keys: KeyStore
         time.sleep(1.5)
 
 
-def test_body_timeout_is_408(service: Service, keys: KeyStore) -> None:
+def test_body_timeout_is_408(service: Service, keys: KeyStore, tokens: dict[str, str]) -> None:
     app = create_app(_settings(request_timeout=0.2), service=service, keys=keys)
     sent: list[dict[str, Any]] = []
 
@@ -550,7 +551,8 @@ def test_body_timeout_is_408(service: Service, keys: KeyStore) -> None:
             sent.append(message)
 
         scope = {"type": "http", "method": "POST", "path": "/v1/detect", "raw_path": b"/v1/detect", "query_string": b"",
-                 "headers": [(b"content-type", b"image/jpeg"), (b"content-length", b"1000")], "client": ("127.0.0.1", 1),
+                 "headers": [(b"content-type", b"image/jpeg"), (b"content-length", b"1000"),
+                             (b"authorization", f"Bearer {tokens['reader']}".encode())], "client": ("127.0.0.1", 1),
                  "server": ("127.0.0.1", 80), "scheme": "http", "http_version": "1.1", "root_path": "", "state": {}}
         await app(scope, receive, send)
 

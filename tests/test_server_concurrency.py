@@ -74,6 +74,7 @@ def _state(http: Any, coll: str) -> dict[str, int]:
     return {p["external_id"]: p["samples"] for p in r.json()["persons"]}
 
 
+@pytest.mark.slow
 def test_eight_clients_at_once_match_a_serial_replay(tmp_path: Path, lfw_dir: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -111,7 +111,7 @@ def test_models_must_match(atlas, lfw_dir: Path) -> None:
 
 
 def test_flip_tta_and_second_embedder(models_dir: Path, lfw_dir: Path) -> None:
-    from faceatlas.atlas import FaceAtlas
+    from faceatlas.facade import FaceAtlas
 
     flip = FaceAtlas(flip=True)
     v = flip.verify(lfw("Abel_Pacheco", 1), lfw("Abel_Pacheco", 4))

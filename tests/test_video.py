@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import lfw
+from support.video_synth import Appearance, Scene, make_sprite, render_frame, write_video
 
 from faceatlas.errors import FaceAtlasError
 from faceatlas.video import VideoSource, analyze, analyze_frames
-from faceatlas.video.synth import Appearance, Scene, make_sprite, render_frame, write_video
 
 PEOPLE = {"Colin_Powell": 1, "Tony_Blair": 1}
 ENROL = (2, 3, 4, 5)

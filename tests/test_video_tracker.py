@@ -9,7 +9,7 @@ import pytest
 
 from faceatlas.errors import FaceAtlasError
 from faceatlas.types import Box
-from faceatlas.video.identity import IdentityResolver, quality
+from faceatlas.video.identity import IdentityResolver, sighting_weight
 from faceatlas.video.tracker import FaceTracker, TrackerConfig, TrackerInput, TrackEvidence, _greedy, assign
 
 FPS = 10.0
@@ -35,7 +35,7 @@ def box_at(cx: float, cy: float, size: float = 60.0) -> Box:
 
 def det(cx: float, cy: float, emb: np.ndarray | None, score: float = 0.9, size: float = 60.0) -> TrackerInput:
     """A detection at (cx, cy)."""
-    return TrackerInput(box_at(cx, cy, size), score, emb, quality(score, size, size))
+    return TrackerInput(box_at(cx, cy, size), score, emb, sighting_weight(score, size, size))
 
 
 @dataclass
@@ -202,10 +202,10 @@ def test_assignment_hungarian_and_greedy() -> None:
     assert assign(np.zeros((0, 3))) == []
 
 
-def test_quality_is_score_times_size_factor() -> None:
-    assert quality(0.9, 160, 200) == pytest.approx(0.9)
-    assert quality(0.9, 40, 50) == pytest.approx(0.45)
-    assert quality(0.8, 0, 10) == 0.0
+def test_sighting_weight_is_score_times_size_factor() -> None:
+    assert sighting_weight(0.9, 160, 200) == pytest.approx(0.9)
+    assert sighting_weight(0.9, 40, 50) == pytest.approx(0.45)
+    assert sighting_weight(0.8, 0, 10) == 0.0
 
 
 @dataclass
@@ -221,7 +221,7 @@ class FakeGallery:
     def __init__(self, people: dict[str, np.ndarray]) -> None:
         self.people = people
 
-    def search(self, collection: str, vectors: np.ndarray, k: int = 1) -> list[list[_Cand]]:
+    def search(self, collection: str, vectors: np.ndarray, k: int = 1, *, model_id: str | None = None) -> list[list[_Cand]]:
         q = np.atleast_2d(np.asarray(vectors, np.float32))
         out = []
         for row in q:

@@ -81,6 +81,7 @@ def _identify(page: Any, photo: Path) -> str:
     return str(page.inner_text("#identify-results"))
 
 
+@pytest.mark.slow
 def test_enrol_identify_delete_in_the_browser(server: ServerProcess, browser_path: str, shots: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 

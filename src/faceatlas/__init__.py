@@ -14,7 +14,12 @@ _config.privacy_defaults()  # dependency telemetry off before onnxruntime & co. 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "FaceAtlas": "faceatlas.atlas",
+    "FaceAtlas": "faceatlas.facade",
+    "Pipeline": "faceatlas.pipeline",
+    "FaceRequest": "faceatlas.pipeline",
+    "ImageResult": "faceatlas.pipeline",
+    "Recognizer": "faceatlas.recognition",
+    "Gallery": "faceatlas.gallery",
     "FaceAtlasError": "faceatlas.errors",
     "ImageError": "faceatlas.errors",
     "ModelError": "faceatlas.errors",
@@ -31,7 +36,12 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .atlas import FaceAtlas as FaceAtlas
+    from .facade import FaceAtlas as FaceAtlas
+    from .gallery import Gallery as Gallery
+    from .pipeline import FaceRequest as FaceRequest
+    from .pipeline import ImageResult as ImageResult
+    from .pipeline import Pipeline as Pipeline
+    from .recognition import Recognizer as Recognizer
     from .errors import FaceAtlasError as FaceAtlasError
     from .errors import ImageError as ImageError
     from .errors import InvalidInputError as InvalidInputError

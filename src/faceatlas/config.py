@@ -32,13 +32,35 @@ ENV_TELEMETRY = "FACEATLAS_ALLOW_TELEMETRY"
 
 _TRUE = {"1", "true", "yes", "on"}
 
-# Switches that stop dependencies from recording or sending usage data; set unless the user opts in.
+# Switches that stop dependencies from recording or sending usage data; set before those dependencies are imported
+# unless the user opts in with FACEATLAS_ALLOW_TELEMETRY=1. A value the user has set is never overridden.
 TELEMETRY_OFF: dict[str, str] = {
-    "ORT_DISABLE_TELEMETRY": "1",  # onnxruntime: its 1DS event queue under ~/.cache/Microsoft
-    "RAY_USAGE_STATS_ENABLED": "0",  # Ray usage statistics
-    "HF_HUB_DISABLE_TELEMETRY": "1",  # huggingface_hub, if a dependency pulls it in
-    "DO_NOT_TRACK": "1",  # the cross-tool convention
+    # onnxruntime: every import queues a 1DS event (device id, OS, CPU, Python path) in
+    # ~/.cache/Microsoft/DeveloperTools/.onnxruntime/onnxruntime.db for upload; with this set it writes nothing.
+    "ORT_DISABLE_TELEMETRY": "1",
+    # Ray usage statistics (Ray is not a dependency; set in case an environment brings it in).
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # huggingface_hub, if a dependency pulls it in.
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    # OpenTelemetry: FastAPI traces every request through the global OpenTelemetry providers; an installed SDK
+    # (fastapi[standard], opentelemetry-instrument) with FASTAPI_OTEL_AUTO_CONFIGURE / OTEL_* variables would export
+    # request spans, metrics and exception logs. With only the API installed (our extras) it is a no-op either way.
+    "OTEL_SDK_DISABLED": "true",
+    # The cross-tool "do not track" convention.
+    "DO_NOT_TRACK": "1",
 }
+
+# Where a dependency would otherwise write into the user's home: under faceatlas' cache instead (always applied,
+# unless the user set the variable). Each value is a folder name below cache_dir().
+CACHE_REDIRECTS: dict[str, str] = {
+    # matplotlib (eval plots) writes a font list to ~/.cache/matplotlib and makes ~/.config/matplotlib.
+    "MPLCONFIGDIR": "matplotlib",
+}
+
+# Hosts gRPC must reach directly, never through http_proxy / https_proxy / grpc_proxy: Milvus Lite runs an
+# in-process gRPC server on 127.0.0.1, and grpcio would otherwise send the templates to the proxy.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+_PROXY_VARS = ("grpc_proxy", "https_proxy", "http_proxy", "GRPC_PROXY", "HTTPS_PROXY", "HTTP_PROXY")
 
 
 def _env(environ: Mapping[str, str] | None = None) -> Mapping[str, str]:
@@ -73,11 +95,25 @@ def environ_copy(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def privacy_defaults() -> None:
-    """Switch off dependency telemetry unless ``FACEATLAS_ALLOW_TELEMETRY=1`` (must run before those imports)."""
+    """Keep dependencies' files in faceatlas' cache and loopback off proxies; switch telemetry off unless opted in."""
+    for name, folder in CACHE_REDIRECTS.items():
+        set_default(name, str(cache_dir() / folder))
+    _loopback_without_proxy()
     if _flag(os.environ.get(ENV_TELEMETRY)):
         return
     for name, value in TELEMETRY_OFF.items():
-        os.environ.setdefault(name, value)
+        set_default(name, value)
+
+
+def _loopback_without_proxy() -> None:
+    """Add the loopback hosts to gRPC's proxy exceptions (``no_grpc_proxy``) when a proxy is configured."""
+    if not any(os.environ.get(name) for name in _PROXY_VARS):
+        return
+    current = os.environ.get("no_grpc_proxy") or os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+    hosts = [h.strip() for h in current.split(",") if h.strip()]
+    if "*" in hosts:
+        return
+    os.environ["no_grpc_proxy"] = ",".join(hosts + [h for h in LOOPBACK_HOSTS if h not in hosts])
 
 
 def quiet_opencv() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 class FaceAtlasError(Exception):
     """Base error: a stable machine-readable ``code`` plus a one-line human ``message``."""
 
-    code: str = "error"
+    code: str
 
     def __init__(self, code: str, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -74,6 +74,13 @@ ERROR_CODES: dict[str, str] = {
     "invalid_input": "an argument has the wrong type or value",
     "no_face": "no face was found where one is required",
     "face_index": "the requested face index does not exist in the image",
+    "multiple_faces": "an enrolment image shows more than one face and the policy is to reject it",
+    "face_too_small": "the face is smaller than the enrolment's minimum face size",
+    "low_detection_score": "the face's detection score is below the enrolment's minimum",
+    "low_quality": "the face's quality score (size, sharpness, pose) is below the enrolment's minimum",
+    "duplicate_image": "this exact image is already enrolled",
+    "ambiguous_identity": "the face matches another enrolled person better than the person it is enrolled for",
+    "reembed_unsupported": "stored crops cannot be re-embedded for a model that aligns faces differently",
     "model_unknown": "no model of that name is in the manifest",
     "model_not_found": "the model file is in none of its sources",
     "model_checksum": "a model file's sha256 does not match the manifest",
@@ -109,4 +116,20 @@ ERROR_CODES: dict[str, str] = {
     "video_write_failed": "an output video could not be written",
     "cluster_state_invalid": "a cluster state file is damaged or of another format",
     "internal": "an unexpected failure (a bug): please report it",
+    # REST server (their HTTP statuses are in faceatlas.server.errors)
+    "unauthorized": "no API key, or an unknown, malformed or revoked one",
+    "forbidden": "the key is valid but lacks the scope or the collection for this request",
+    "rate_limited": "too many requests for this key (or client); retry after the Retry-After seconds",
+    "request_too_large": "the request body is larger than the server's upload limit",
+    "unsupported_media_type": "the body is neither multipart/form-data, JSON, nor a raw image",
+    "invalid_request": "a field is missing, of the wrong type or out of range",
+    "invalid_json": "the body is not valid JSON (or not a JSON object)",
+    "invalid_base64": "an image field is not valid base64 (or data: URL)",
+    "too_many_faces": "the image has more faces than the server's per-image limit",
+    "too_many_images": "more images in one request than the server accepts",
+    "enrolment_rejected": "no image of the enrolment could be used (each rejection has its reason)",
+    "method_not_allowed": "the path exists but not with this HTTP method",
+    "request_timeout": "the request body did not arrive within the request timeout",
+    "timeout": "the work did not finish within the request timeout; retry later",
+    "busy": "the server's work queue is full; retry after the Retry-After seconds",
 }

@@ -1,4 +1,4 @@
-"""Turn any supported image input into an RGB uint8 array: decoding, EXIF orientation, size limits."""
+"""Turn any supported image input into an RGB uint8 array: decoding, EXIF orientation, size and decode-cost limits."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import FaceAtlasError, ImageError, InvalidInputError
+from .image_header import Header, pil_header, probe_header
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image as PILImage
@@ -23,6 +24,8 @@ ImageInput = Union[str, os.PathLike[str], bytes, bytearray, memoryview, npt.NDAr
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+#: Decode budget per allowed pixel (bytes): an 8-bit RGB image at the pixel limit (decoded 3 + RGB result 3) fits.
+DECODE_BYTES_PER_PIXEL = 6
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,8 +56,10 @@ def load_image(
     color: ColorOrder | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_decode_bytes: int | None = None,
 ) -> LoadedImage:
     """Load a path, bytes, numpy array (with its colour order) or PIL image as RGB uint8 pixels."""
+    budget = max_pixels * DECODE_BYTES_PER_PIXEL if max_decode_bytes is None else max_decode_bytes
     if isinstance(src, LoadedImage):
         _check_pixels(src.width, src.height, max_pixels, src.source)
         return src
@@ -62,11 +67,13 @@ def load_image(
         return LoadedImage(_from_array(src, color), "<array>")
     if isinstance(src, (bytes, bytearray, memoryview)):
         data = bytes(src)
-        return _decode(data, "<bytes>", max_pixels, max_bytes)
+        return _decode(data, "<bytes>", max_pixels, max_bytes, budget)
     if isinstance(src, (str, os.PathLike)):
         path = Path(os.fspath(src))
-        return _decode(_read_file(path, max_bytes), str(path), max_pixels, max_bytes)
+        return _decode(_read_file(path, max_bytes), str(path), max_pixels, max_bytes, budget)
     if _is_pil(src):
+        _check_pixels(src.width, src.height, max_pixels, "<PIL.Image>")
+        _check_cost(pil_header(src.format or "PIL", src.mode, src.width, src.height), budget, "<PIL.Image>")
         return _from_pil(src, "<PIL.Image>", max_pixels)
     raise InvalidInputError(
         "invalid_input",
@@ -92,14 +99,37 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
         raise ImageError("image_not_found", f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _decode(data: bytes, source: str, max_pixels: int, max_bytes: int) -> LoadedImage:
-    """Decode encoded image bytes with Pillow after checking the header's pixel count."""
-    from PIL import Image, UnidentifiedImageError
-
+def _decode(data: bytes, source: str, max_pixels: int, max_bytes: int, max_decode_bytes: int) -> LoadedImage:
+    """Decode encoded image bytes after checking the header's pixel count and estimated decode cost."""
     if len(data) == 0:
         raise ImageError("image_empty", f"{source}: the image has no bytes")
     if len(data) > max_bytes:
         raise ImageError("image_too_large", f"{source}: {len(data)} bytes, above the {max_bytes}-byte limit")
+    head = probe_header(data)
+    if head is not None:
+        _check_pixels(head.width, head.height, max_pixels, source)
+        _check_cost(head, max_decode_bytes, source)
+        if head.opencv:
+            rgb = _decode_opencv(data)
+            if rgb is not None:
+                return LoadedImage(rgb, source)
+    return _decode_pil(data, source, max_pixels, max_decode_bytes)
+
+
+def _decode_opencv(data: bytes) -> npt.NDArray[np.uint8] | None:
+    """Decode with OpenCV (it applies EXIF orientation like Pillow's exif_transpose); None when it cannot."""
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.size == 0:
+        return None
+    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+def _decode_pil(data: bytes, source: str, max_pixels: int, max_decode_bytes: int) -> LoadedImage:
+    """Decode with Pillow: open lazily, check size and decode cost from its header, then load the first frame."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -110,6 +140,11 @@ def _decode(data: bytes, source: str, max_pixels: int, max_bytes: int) -> Loaded
         raise ImageError("image_too_large", f"{source}: pixel count exceeds the decompression-bomb limit") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError("image_corrupt", f"{source}: cannot read image header ({exc})") from None
+    width, height = img.size
+    _check_pixels(width, height, max_pixels, source)
+    # PNG and WebP read their frame count from the header; GIF would have to scan every frame, so it is not asked.
+    frames = int(getattr(img, "n_frames", 1)) if img.format in ("PNG", "WEBP") else 1
+    _check_cost(pil_header(img.format or "?", img.mode, width, height, frames), max_decode_bytes, source)
     return _from_pil(img, source, max_pixels)
 
 
@@ -146,7 +181,13 @@ def _to_rgb(img: PILImage) -> PILImage:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode in ("I;16", "I;16B", "I;16L"):
+        arr16 = np.asarray(img)
+        top = float(arr16.max()) or 1.0
+        # A 65,536-entry table: the same values as the float formula below, without a float64 copy of the image.
+        lut = (np.arange(65536, dtype=np.float64) / top * 255.0).astype(np.uint8)
+        return Image.fromarray(lut[arr16.astype(np.uint16, copy=False)]).convert("RGB")
+    if img.mode == "I":
         arr = np.asarray(img, dtype=np.float64)
         top = float(arr.max()) or 1.0
         return Image.fromarray((arr / top * 255.0).astype(np.uint8)).convert("RGB")
@@ -161,6 +202,17 @@ def _check_pixels(width: int, height: int, max_pixels: int, source: str) -> None
         raise ImageError(
             "image_too_large",
             f"{source}: {width}x{height} = {width * height} pixels, above the {max_pixels}-pixel limit",
+        )
+
+
+def _check_cost(head: Header, max_decode_bytes: int, source: str) -> None:
+    """Refuse images whose estimated decode memory is above the budget (16-bit, alpha, palettes, animation)."""
+    cost = head.decode_cost
+    if cost > max_decode_bytes:
+        raise ImageError(
+            "image_too_large",
+            f"{source}: decoding this {head.width}x{head.height} {head.describe()} image would need about "
+            f"{cost // 1_000_000} MB, above the {max_decode_bytes // 1_000_000} MB decode limit",
         )
 
 

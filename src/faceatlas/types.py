@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -117,12 +119,26 @@ class Template:
 
 @dataclass(frozen=True, eq=False)
 class Face:
-    """A face in an image: its detection, its position in the image's face list, and optionally a template."""
+    """A face in an image: its detection, its index in the image's face list, and what the pipeline's heads made.
+
+    ``template`` comes from the embedding head, ``quality`` (the score) from the quality head, ``crop`` (the
+    canonical 112×112 RGB crop, never serialised) from the crop head; ``heads`` holds every head's full result
+    by name (e.g. the :class:`faceatlas.quality.Quality` factors).
+    """
 
     detection: Detection
     index: int = 0
     template: Template | None = None
     quality: float | None = None
+    crop: npt.NDArray[np.uint8] | None = field(default=None, repr=False)
+    heads: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heads", MappingProxyType(dict(self.heads)))
+
+    def head(self, name: str) -> Any:
+        """The result of the per-face head ``name`` (None when that head did not run)."""
+        return self.heads.get(name)
 
     @property
     def box(self) -> Box:
@@ -146,6 +162,9 @@ class Face:
             out["quality"] = _r(self.quality, 4)
         if self.template is not None:
             out["template"] = self.template.to_dict(include_vector=include_template)
+        for name, value in self.heads.items():
+            if name not in out and hasattr(value, "to_dict"):
+                out[name] = value.to_dict()
         return out
 
 

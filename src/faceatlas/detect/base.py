@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -80,6 +81,8 @@ class OnnxDetector:
         self.min_face_size = min_face_size
         self.max_faces = max_faces
         self.max_tiles = max_tiles
+        self._normalise = spec.input.mean != (0.0, 0.0, 0.0) or spec.input.std != (1.0, 1.0, 1.0)
+        self._local = threading.local()  # per-thread input buffers, reused across calls
 
     # -- public ---------------------------------------------------------------------------------------------
 
@@ -100,18 +103,38 @@ class OnnxDetector:
 
     # -- to implement -----------------------------------------------------------------------------------------
 
-    def _decode(self, outputs: list[npt.NDArray[np.float32]], width: int, height: int) -> RawDetections:
-        """Turn raw network outputs for a ``width``×``height`` input into canvas-space detections."""
+    def _decode(
+        self, outputs: list[npt.NDArray[np.float32]], width: int, height: int, threshold: float = -math.inf
+    ) -> RawDetections:
+        """Canvas-space detections scoring at least ``threshold`` from raw outputs for a ``width``×``height`` input."""
         raise NotImplementedError
 
     def _preprocess(self, canvas_rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Canvas pixels (RGB) → network input tensor per the manifest's input spec."""
+        ch, cw = canvas_rgb.shape[:2]
+        return self._fill_input(canvas_rgb, cw, ch)
+
+    def _fill_input(self, rgb: npt.NDArray[np.uint8], cw: int, ch: int) -> npt.NDArray[np.float32]:
+        """Write pixels into the top-left of a reused (1, 3, ch, cw) float32 buffer, normalised, in one pass."""
+        buffers: dict[tuple[int, int], npt.NDArray[np.float32]] = getattr(self._local, "buffers", None) or {}
+        self._local.buffers = buffers
+        buf = buffers.get((cw, ch))
+        if buf is None:
+            buf = buffers[(cw, ch)] = np.empty((1, 3, ch, cw), np.float32)
         spec = self.spec.input
-        px = canvas_rgb if spec.color == "rgb" else canvas_rgb[:, :, ::-1]
-        x = px.astype(np.float32)
-        if spec.mean != (0.0, 0.0, 0.0) or spec.std != (1.0, 1.0, 1.0):
-            x = ((x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)).astype(np.float32)
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+        rh, rw = rgb.shape[:2]
+        for c in range(3):
+            plane = buf[0, c]
+            src = rgb[:, :, c if spec.color == "rgb" else 2 - c]
+            mean, std = np.float32(spec.mean[c]), np.float32(spec.std[c])
+            plane[:rh, :rw] = src
+            if self._normalise:
+                np.subtract(plane[:rh, :rw], mean, out=plane[:rh, :rw])
+                np.divide(plane[:rh, :rw], std, out=plane[:rh, :rw])
+            pad = (np.float32(0.0) - mean) / std  # the canvas margin, as a zero pixel would normalise
+            plane[rh:, :] = pad
+            plane[:rh, rw:] = pad
+        return buf
 
     # -- internals --------------------------------------------------------------------------------------------
 
@@ -154,11 +177,9 @@ class OnnxDetector:
         crop = image.rgb[y0:y1, x0:x1]
         interp = cv2.INTER_AREA if p.scale < 1 else cv2.INTER_LINEAR
         resized = crop if (rw, rh) == (crop.shape[1], crop.shape[0]) else cv2.resize(crop, (rw, rh), interpolation=interp)
-        canvas = np.zeros((ch, cw, 3), np.uint8)
-        canvas[:rh, :rw] = resized
-        outputs = self.session.run(list(self.spec.outputs), {self.input_name: self._preprocess(canvas)})
-        raw = self._decode(outputs, cw, ch)
-        keep = raw.scores >= self.score_threshold
+        outputs = self.session.run(list(self.spec.outputs), {self.input_name: self._fill_input(resized, cw, ch)})
+        raw = self._decode(outputs, cw, ch, self.score_threshold)
+        keep = np.ones(len(raw.scores), bool)
         if (x0, y0, x1, y1) != (0, 0, image.width, image.height):
             keep &= _away_from_inner_edges(raw.boxes, rw, rh, (x0 > 0, y0 > 0, x1 < image.width, y1 < image.height))
         sx, sy = (x1 - x0) / rw, (y1 - y0) / rh

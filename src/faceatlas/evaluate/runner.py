@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..detect import select_face
 from ..errors import FaceAtlasError, InvalidInputError
 from ..models import PREPROCESSING_VERSION
+from ..pipeline import EMBEDDING, FaceRequest
+from ..types import Box, Detection
 from .metrics import (
     cmc,
     dir_at_fpir,
@@ -147,9 +148,10 @@ def prefill_flip_caches(
         for r in rows:
             img, (lms, ok) = _landmarks(plain, paths[r], keys[r], stamps[r], dets, select)
             if ok and img is not None:
-                crops.append(emb.align(img.rgb, lms))
+                crops.append((img, _detection(lms)))
                 owners.append(r)
-        views = emb.embed_crops_both(np.stack(crops)) if crops else (np.zeros((0, emb.dim), np.float32),) * 2
+        views = [np.stack([t.vector for t in v]) if v else np.zeros((0, emb.dim), np.float32)
+                 for v in plain.embed_views(crops)]
         by_row = {r: j for j, r in enumerate(owners)}
         for cache, unit in zip(loaded, views, strict=True):
             for r in rows:
@@ -177,10 +179,9 @@ def _landmarks(
         return None, (None, False)
     hit = dets.get(key)
     if hit is None or hit[0] != stamp:
-        found = atlas.detector.detect(img)
-        chosen = select_face(found, img.width, img.height, select) if found else None  # type: ignore[arg-type]
-        lms = found[chosen].landmarks if chosen is not None else np.zeros((5, 2))
-        hit = (stamp, np.asarray(lms, np.float32), bool(found), len(found))
+        result = atlas.run(img, _chosen_face(select))
+        lms = result.faces[0].landmarks if result.faces else np.zeros((5, 2))
+        hit = (stamp, np.asarray(lms, np.float32), bool(result.faces), result.detected)
         dets[key] = hit
     return img, (hit[1], hit[2])
 
@@ -211,21 +212,33 @@ def _embed_chunk(
                 _, lms, ok, count = known[row]
                 has_face = bool(ok)
             else:
-                dets = atlas.detector.detect(img)
-                count, has_face = len(dets), bool(dets)
-                if dets:
-                    lms = dets[select_face(dets, img.width, img.height, select)].landmarks  # type: ignore[arg-type]
+                result = atlas.run(img, _chosen_face(select))
+                count, has_face = result.detected, bool(result.faces)
+                if result.faces:
+                    lms = result.faces[0].landmarks
         except FaceAtlasError as exc:
             log.warning("%s: %s", path, exc)
             count, has_face = 0, False
         counts.append(int(count))
         marks.append(np.asarray(lms, np.float32))
         if has_face:
-            faces.append((img.rgb, lms))
+            faces.append((img, _detection(lms)))
             owners.append(len(counts) - 1)
-    vecs = atlas.embedder.embed_faces(faces)
-    by_owner = dict(zip(owners, vecs, strict=True))
+    templates = atlas.run_heads(faces, (EMBEDDING,))[EMBEDDING] if faces else []
+    by_owner = dict(zip(owners, (t.vector for t in templates), strict=True))
     return [(row, by_owner.get(j), counts[j], marks[j]) for j, row in enumerate(rows)]
+
+
+def _chosen_face(select: str) -> FaceRequest:
+    """Detection only, keeping the face the protocol's selection policy picks."""
+    return FaceRequest(faces="one", select=select, heads=())  # type: ignore[arg-type]
+
+
+def _detection(landmarks: Any) -> Detection:
+    """A Detection standing for cached landmarks (the heads only read the landmarks)."""
+    lms = np.asarray(landmarks, np.float32)
+    (x1, y1), (x2, y2) = lms.min(axis=0), lms.max(axis=0)
+    return Detection(Box(float(x1), float(y1), float(x2), float(y2)), 1.0, lms)
 
 
 def _stamp(path: Path) -> str:

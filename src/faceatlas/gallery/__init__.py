@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from faceatlas.gallery.backend import GalleryLocation, parse_location
+from faceatlas.gallery.backends import GalleryLocation, parse_location
 from faceatlas.gallery.gallery import Gallery
 from faceatlas.gallery.index import (
     ExactIndex,
@@ -14,13 +14,15 @@ from faceatlas.gallery.index import (
     VectorIndex,
     make_index,
 )
-from faceatlas.gallery.models import (
+from faceatlas.gallery.records import (
     AuditEvent,
     Candidate,
     Collection,
     CollectionStats,
+    DeleteResult,
     EmbeddingContract,
     GalleryStats,
+    NewSample,
     Person,
     Sample,
 )
@@ -30,6 +32,7 @@ __all__ = [
     "Candidate",
     "Collection",
     "CollectionStats",
+    "DeleteResult",
     "EmbeddingContract",
     "ExactIndex",
     "Gallery",
@@ -38,6 +41,7 @@ __all__ = [
     "HnswIndex",
     "HnswParams",
     "IndexConfig",
+    "NewSample",
     "Person",
     "PqIndex",
     "PqParams",

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from faceatlas import config
+from faceatlas.config import ENV_KEY, ENV_KEY_FILE
 from faceatlas.errors import FaceAtlasError, InvalidInputError
 
 logger = logging.getLogger(__name__)
-
-ENV_KEY = "FACEATLAS_KEY"
-ENV_KEY_FILE = "FACEATLAS_KEY_FILE"
 
 KEY_BYTES = 32
 SALT_BYTES = 16
@@ -165,12 +164,13 @@ def resolve_key(key: KeyLike | None, environ: Mapping[str, str] | None = None) -
         return parse_key_text(key, "argument")
     if key is not None:
         return read_key_file(key)
-    env = os.environ if environ is None else environ
-    if env.get(ENV_KEY):
-        return parse_key_text(env[ENV_KEY], f"environment variable {ENV_KEY}")
-    if env.get(ENV_KEY_FILE):
-        return read_key_file(env[ENV_KEY_FILE])
-    return None
+    source = config.template_key(environ)
+    if source is None:
+        return None
+    kind, value = source
+    if kind == "key":
+        return parse_key_text(value, f"environment variable {ENV_KEY}")
+    return read_key_file(value)
 
 
 def new_salt() -> bytes:

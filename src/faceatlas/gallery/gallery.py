@@ -1,14 +1,14 @@
 """The ``Gallery`` facade: collections of known persons, their templates, and 1:N search.
 
-A gallery is one SQLite file (see :mod:`faceatlas.gallery.sqlite_store`) holding collections,
+A gallery is one SQLite file (see :mod:`faceatlas.gallery.store`) holding collections,
 persons, sample records, crops and the audit trail, plus a search backend for the templates
-(see :mod:`faceatlas.gallery.backend`):
+(see :mod:`faceatlas.gallery.backends`):
 
 * ``sqlite`` (default): templates in the same file, searched with one in-memory index per collection
-  (:mod:`faceatlas.gallery.memory_backend`); changes by other processes are picked up by the next
+  (:mod:`faceatlas.gallery.backends.memory`); changes by other processes are picked up by the next
   ``search`` or an explicit :meth:`Gallery.refresh`.
 * ``milvus-lite`` / ``milvus``: templates only in Milvus, searched there
-  (:mod:`faceatlas.gallery.milvus_backend`); every search sees every committed write.
+  (:mod:`faceatlas.gallery.backends.milvus`); every search sees every committed write.
 
 Either way, a write returns only once the change is visible to ``search``.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import math
 import os
 import socket
 import threading
@@ -30,9 +29,12 @@ import numpy as np
 import numpy.typing as npt
 
 from faceatlas import config
+from faceatlas.config import default_gallery
 from faceatlas.errors import FaceAtlasError, InvalidInputError
-from faceatlas.gallery.backend import GalleryLocation, SearchBackend, parse_location
+from faceatlas.gallery.backends import GalleryLocation, SearchBackend, parse_location
+from faceatlas.gallery.backends.memory import MemoryIndexBackend
 from faceatlas.gallery.crypto import KeyLike, resolve_key
+from faceatlas.gallery.erasure import ErasureTracker
 from faceatlas.gallery.index import (
     DEFAULT_APPROX_THRESHOLD,
     HnswParams,
@@ -41,24 +43,21 @@ from faceatlas.gallery.index import (
     PqParams,
     StorageDType,
 )
-from faceatlas.gallery.memory_backend import MemoryIndexBackend
-from faceatlas.gallery.models import (
+from faceatlas.gallery.inputs import new_samples, query_matrix
+from faceatlas.gallery.records import (
     AuditEvent,
     Candidate,
     Collection,
     CollectionStats,
+    DeleteResult,
     EmbeddingContract,
     GalleryStats,
     Person,
-    Sample,
-)
-from faceatlas.gallery.sqlite_store import (
-    DEFAULT_BUSY_TIMEOUT_S,
-    NewSample,
     PersonRef,
-    SqliteStore,
-    check_sha256,
+    Sample,
+    check_contract,
 )
+from faceatlas.gallery.store import DEFAULT_BUSY_TIMEOUT_S, SqliteStore
 from faceatlas.gallery.transfer import ExportReader, write_export
 from faceatlas.types import Box, Template
 
@@ -80,57 +79,6 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _box(value: BoxLike | None) -> Box | None:
-    """Accept a Box, four numbers ``[x1, y1, x2, y2]`` or ``None``."""
-    if value is None or isinstance(value, Box):
-        return value
-    try:
-        coords = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise InvalidInputError("invalid_input", "a box must be a Box or [x1, y1, x2, y2]") from None
-    if len(coords) != 4 or not all(math.isfinite(c) for c in coords):
-        raise InvalidInputError("invalid_input", "a box must be four finite numbers [x1, y1, x2, y2]")
-    return Box(*coords)
-
-
-def _per_sample(value: Any, n: int, what: str, scalar: tuple[type, ...]) -> list[Any]:
-    """Expand an optional per-sample argument: ``None``, one value for every template, or ``n`` values."""
-    if value is None:
-        return [None] * n
-    if isinstance(value, scalar) and not isinstance(value, bool):
-        return [value] * n
-    if what == "boxes" and _is_box_numbers(value):
-        if n == 1:
-            return [value]
-        raise InvalidInputError("invalid_input", "boxes: give one box per template")
-    if isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes, bytearray)):
-        items = list(value)
-        if len(items) == n:
-            return items
-    raise InvalidInputError("invalid_input", f"{what} must be None, one value, or a sequence of {n} values")
-
-
-def _is_box_numbers(value: Any) -> bool:
-    """Tell whether ``value`` is a flat sequence of four numbers (one box)."""
-    return (
-        isinstance(value, (list, tuple, np.ndarray))
-        and len(value) == 4
-        and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in value)
-    )
-
-
-def _optional_number(value: Any, what: str) -> float | None:
-    """Validate an optional finite number."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise InvalidInputError("invalid_input", f"{what} must be a number or None")
-    out = float(value)
-    if not math.isfinite(out):
-        raise InvalidInputError("invalid_input", f"{what} must be finite")
-    return out
-
-
 class Gallery:
     """A gallery of known persons: SQLite metadata plus a template search backend; thread-safe."""
 
@@ -149,6 +97,7 @@ class Gallery:
         self._backend = backend or MemoryIndexBackend(store, self._config, auto_refresh)
         self._location = location or GalleryLocation("sqlite", store.path)
         self._lock = threading.RLock()
+        self._erasure = ErasureTracker(store)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,10 +120,11 @@ class Gallery:
     ) -> Gallery:
         """Open (or create) a gallery and make every collection searchable.
 
-        ``path`` (default: ``$FACEATLAS_GALLERY`` or ``$FACEATLAS_HOME/gallery.db``) is a file path or ``sqlite:PATH`` (SQLite backend), ``milvus-lite:PATH.db`` (Milvus Lite)
+        ``path`` (default: ``$FACEATLAS_GALLERY`` or ``$FACEATLAS_HOME/gallery.db``) is a file path or
+        ``sqlite:PATH`` (SQLite backend), ``milvus-lite:PATH.db`` (Milvus Lite)
         or ``milvus://[user:password@]host:port[/database]`` (a Milvus server); Milvus galleries keep
         their metadata in the SQLite file ``meta_path`` (default for Milvus Lite: ``PATH.db.meta.sqlite``;
-        required for a server, also accepted as ``?meta=PATH``). See :mod:`faceatlas.gallery.backend`.
+        required for a server, also accepted as ``?meta=PATH``). See :mod:`faceatlas.gallery.backends`.
 
         ``key``: raw 32 bytes, a hex/base64/passphrase string, a ``pathlib.Path`` to a key file,
         or ``None`` to use ``FACEATLAS_KEY`` / ``FACEATLAS_KEY_FILE`` (no encryption if neither is set).
@@ -185,11 +135,9 @@ class Gallery:
         without FAISS), ``exact``, ``pq`` or ``hnsw`` (see :mod:`faceatlas.gallery.index`). Milvus galleries use
         ``exact`` (FLAT) or ``hnsw``; ``pq`` there is refused with ``invalid_input``.
         """
-        location = parse_location(path if path is not None else config.default_gallery(), meta_path)
-        if create:  # the one place that makes a local gallery's folder
-            for local in (location.meta_path, location.lite_path):
-                if local is not None:
-                    Path(local).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        location = parse_location(path if path is not None else default_gallery(), meta_path)
+        if create and location.kind == "sqlite":  # the one place that makes a SQLite gallery's folder
+            Path(location.meta_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         config = index if isinstance(index, IndexConfig) else IndexConfig(
             kind=index,
             approx_threshold=approx_threshold,
@@ -212,7 +160,7 @@ class Gallery:
                 raise InvalidInputError(
                     "invalid_input", "index 'pq' is an in-memory index of SQLite galleries; Milvus uses exact or hnsw"
                 )
-            from faceatlas.gallery.milvus_backend import MilvusBackend
+            from faceatlas.gallery.backends.milvus import MilvusBackend
 
             milvus = MilvusBackend.connect(location, config, create=create)
             try:
@@ -236,6 +184,7 @@ class Gallery:
     def close(self) -> None:
         """Close the metadata file and release the search backend."""
         with self._lock:
+            self._erasure.close()
             try:
                 self._backend.close()
             finally:
@@ -306,6 +255,12 @@ class Gallery:
             self._backend.collection_created(name, col.id, col.contract)
             return col
 
+    def check_contract(self, collection: str, model_id: str, dim: int, model_sha256: str | None = None) -> Collection:
+        """The collection, if templates of ``model_id`` (dim, file hash) may be added to and searched in it."""
+        col = self._store.get_collection(collection)
+        check_contract(col.contract, model_id, dim, model_sha256=model_sha256, what="pipeline")
+        return col
+
     def get_collection(self, name: str) -> Collection:
         """Return a collection with its person and sample counts."""
         return self._store.get_collection(name)
@@ -314,12 +269,13 @@ class Gallery:
         """Return all collections, by name."""
         return self._store.list_collections()
 
-    def delete_collection(self, name: str, *, actor: str | None = None) -> int:
+    def delete_collection(self, name: str, *, actor: str | None = None) -> DeleteResult:
         """Delete a collection with everything in it (as :meth:`delete_sample`); return the samples removed."""
         with self._lock:
             receipt = self._store.delete_collection(name, self._who(actor))
             self._backend.collection_dropped(name)
-            return len(receipt.sample_ids)
+            self._erasure.note(receipt.erased)
+            return DeleteResult(len(receipt.sample_ids), receipt.erased)
 
     # ------------------------------------------------------------------ persons
 
@@ -335,6 +291,34 @@ class Gallery:
         """Add a person (``conflict`` if ``external_id`` is already used in the collection)."""
         return self._store.add_person(collection, external_id, name, metadata, self._who(actor))
 
+    def add_person_with_samples(
+        self,
+        collection: str,
+        external_id: str,
+        templates: Template | Sequence[Template],
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        qualities: float | Sequence[float | None] | None = None,
+        detection_scores: float | Sequence[float | None] | None = None,
+        boxes: BoxLike | Sequence[BoxLike | None] | None = None,
+        image_sha256: str | Sequence[str | None] | None = None,
+        crops: bytes | Sequence[bytes | None] | None = None,
+        actor: str | None = None,
+    ) -> tuple[Person, list[int]]:
+        """Add a person and enrol its templates in one transaction (both or neither); return it and the sample ids.
+
+        Arguments as :meth:`add_person` and :meth:`add_samples`; ``conflict`` if ``external_id`` is already used.
+        """
+        new, model_id = new_samples(templates, qualities, detection_scores, boxes, image_sha256, crops)
+        with self._lock:
+            person, receipt = self._store.enroll_person(
+                collection, external_id, name, metadata, new, self._who(actor), model_id=model_id
+            )
+            if new:
+                self._backend.samples_added(collection, receipt, np.stack([s.vector for s in new]).astype(np.float32))
+            return person, list(receipt.sample_ids)
+
     def get_person(self, collection: str, person: PersonRef) -> Person:
         """Return a person by internal id (int) or external id (str)."""
         return self._store.get_person(collection, person)
@@ -343,12 +327,13 @@ class Gallery:
         """Return a collection's persons ordered by internal id, optionally paged."""
         return self._store.list_persons(collection, limit, offset)
 
-    def delete_person(self, collection: str, person: PersonRef, *, actor: str | None = None) -> int:
+    def delete_person(self, collection: str, person: PersonRef, *, actor: str | None = None) -> DeleteResult:
         """Delete a person and all its samples (as :meth:`delete_sample`); return the samples removed."""
         with self._lock:
             receipt = self._store.delete_person(collection, person, self._who(actor))
             self._backend.samples_removed(collection, receipt, person_deleted=True)
-            return len(receipt.sample_ids)
+            self._erasure.note(receipt.erased)
+            return DeleteResult(len(receipt.sample_ids), receipt.erased)
 
     # ------------------------------------------------------------------ samples
 
@@ -370,38 +355,12 @@ class Gallery:
         Optional per-sample fields take one value per template (or a single value for a single
         template). Templates must match the collection's model id and dimension (``model_mismatch``).
         """
-        items = [templates] if isinstance(templates, Template) else list(templates)
-        if not all(isinstance(t, Template) for t in items):
-            raise InvalidInputError("invalid_input", "templates must be faceatlas.types.Template objects")
-        if not items:
+        new, model_id = new_samples(templates, qualities, detection_scores, boxes, image_sha256, crops)
+        if not new:
             return []
-        model_ids = {t.model_id for t in items}
-        if len(model_ids) != 1:
-            raise FaceAtlasError("model_mismatch", "templates from several models in one call")
-        n = len(items)
-        numbers = (int, float, np.number)
-        q = _per_sample(qualities, n, "qualities", numbers)
-        d = _per_sample(detection_scores, n, "detection_scores", numbers)
-        b = [_box(v) for v in _per_sample(boxes, n, "boxes", (Box,))]
-        h = [check_sha256(v) for v in _per_sample(image_sha256, n, "image_sha256", (str,))]
-        c = _per_sample(crops, n, "crops", (bytes, bytearray, memoryview))
-        for crop in c:
-            if crop is not None and not isinstance(crop, (bytes, bytearray, memoryview)):
-                raise InvalidInputError("invalid_input", "crops must be bytes (encoded image) or None")
-        new = [
-            NewSample(
-                vector=t.vector,
-                quality=_optional_number(q[i], "quality"),
-                detection_score=_optional_number(d[i], "detection_score"),
-                box=b[i],
-                image_sha256=h[i],
-                crop=None if c[i] is None else bytes(c[i]),
-            )
-            for i, t in enumerate(items)
-        ]
         with self._lock:
-            receipt = self._store.add_samples(collection, person, new, self._who(actor), model_id=items[0].model_id)
-            self._backend.samples_added(collection, receipt, np.stack([t.vector for t in items]))
+            receipt = self._store.add_samples(collection, person, new, self._who(actor), model_id=model_id)
+            self._backend.samples_added(collection, receipt, np.stack([s.vector for s in new]))
             return list(receipt.sample_ids)
 
     def get_sample(self, collection: str, sample_id: int, include_template: bool = False) -> Sample:
@@ -420,43 +379,28 @@ class Gallery:
         """Return the crop bytes stored with a sample, if any."""
         return self._store.get_crop(collection, sample_id)
 
-    def delete_sample(self, collection: str, sample_id: int, *, actor: str | None = None) -> None:
-        """Delete one sample: gone from search when this returns (overwritten on disk with the SQLite backend)."""
+    def delete_sample(self, collection: str, sample_id: int, *, actor: str | None = None) -> DeleteResult:
+        """Delete one sample: gone from search when this returns (overwritten on disk with the SQLite backend).
+
+        The result is the number of samples removed (1) with ``erased``: False when another connection's reader
+        kept the deleted bytes on disk for now; a background thread then finishes the erasure (see
+        :meth:`pending_erasures` and :meth:`finish_erasure`).
+        """
         with self._lock:
             receipt = self._store.delete_sample(collection, sample_id, self._who(actor))
             self._backend.samples_removed(collection, receipt, person_deleted=False)
+            self._erasure.note(receipt.erased)
+            return DeleteResult(1, receipt.erased)
+
+    def pending_erasures(self) -> int:
+        """How many deletes of this gallery object still have bytes on disk (being erased in the background)."""
+        return self._erasure.pending()
+
+    def finish_erasure(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every pending erasure to complete; True when none is left."""
+        return self._erasure.wait(timeout)
 
     # ------------------------------------------------------------------ search
-
-    def _queries(self, vectors: QueryLike, contract: EmbeddingContract) -> npt.NDArray[np.float32]:
-        """Turn search input into a normalised ``(n, dim)`` matrix, checking model and dimension."""
-        if isinstance(vectors, Template):
-            items: list[Any] = [vectors]
-        elif isinstance(vectors, (list, tuple)) and vectors and all(isinstance(v, Template) for v in vectors):
-            items = list(vectors)
-        else:
-            items = []
-        if items:
-            for t in items:
-                if t.model_id != contract.model_id or t.dim != contract.dim:
-                    raise FaceAtlasError(
-                        "model_mismatch",
-                        f"query from model {t.model_id!r} (dim {t.dim}) cannot search a collection of "
-                        f"{contract.model_id!r} (dim {contract.dim})",
-                    )
-            return np.stack([t.vector for t in items]).astype(np.float32)
-        try:
-            mat = np.array(vectors, dtype=np.float32, ndmin=2)
-        except (TypeError, ValueError):
-            raise InvalidInputError("invalid_input", "queries must be Templates or float vectors") from None
-        if mat.ndim != 2 or mat.shape[1] != contract.dim:
-            raise FaceAtlasError(
-                "model_mismatch", f"query vectors have shape {mat.shape}, the collection expects dim {contract.dim}"
-            )
-        norms = np.linalg.norm(mat, axis=1, keepdims=True)
-        if not np.all(np.isfinite(norms)) or np.any(norms == 0):
-            raise InvalidInputError("invalid_input", "query vectors must be finite and non-zero")
-        return (mat / norms).astype(np.float32)
 
     def search(
         self,
@@ -465,18 +409,21 @@ class Gallery:
         k: int = 5,
         aggregate: Aggregate = "max",
         min_score: float | None = None,
+        *,
+        model_id: str | None = None,
     ) -> list[list[Candidate]]:
         """Find the ``k`` most similar persons for each query (one list per query, best first).
 
         ``aggregate="max"`` scores a person by its best sample; ``"centroid"`` by the cosine with the
         person's normalised mean template. ``vectors`` is a Template, a list of Templates, or a
-        ``(dim,)`` / ``(n, dim)`` float array (assumed to come from the collection's model).
+        ``(dim,)`` / ``(n, dim)`` float array together with ``model_id`` (the model that made it). Either
+        way the model must be the collection's (``model_mismatch`` otherwise).
         """
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InvalidInputError("invalid_input", "k must be a positive integer")
         if aggregate not in ("max", "centroid"):
             raise InvalidInputError("invalid_input", f"aggregate must be 'max' or 'centroid', not {aggregate!r}")
-        q = self._queries(vectors, self._backend.contract(collection))
+        q = query_matrix(vectors, self._backend.contract(collection), model_id)
         raw = self._backend.search(collection, q, int(k), aggregate)
         labels = self._store.person_labels(pid for hits in raw for pid, _, _ in hits)
         out: list[list[Candidate]] = []

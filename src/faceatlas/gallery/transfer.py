@@ -31,8 +31,8 @@ from faceatlas.gallery.crypto import (
     encode_b64,
     new_salt,
 )
-from faceatlas.gallery.models import EmbeddingContract, Person
-from faceatlas.gallery.sqlite_store import NewSample, SqliteStore, check_sha256
+from faceatlas.gallery.records import EmbeddingContract, NewSample, Person
+from faceatlas.gallery.store import SqliteStore, check_sha256
 from faceatlas.types import Box
 
 logger = logging.getLogger(__name__)

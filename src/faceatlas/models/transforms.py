@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 #: Bump when any transform's output changes, so stale cached files are rebuilt.
-TRANSFORMS_VERSION = "2"
+TRANSFORMS_VERSION = "3"
 
 
 def apply_transforms(data: bytes, names: tuple[str, ...]) -> bytes:
@@ -183,7 +183,40 @@ def _evaluate(model: onnx.ModelProto, nodes: list[Any]) -> dict[str, np.ndarray]
     return {name: np.asarray(val) for name, val in zip(outputs, results, strict=False)}
 
 
+def prelu_to_relu(model: onnx.ModelProto) -> None:
+    """Rewrite each PRelu with constant slopes as ``y + (1 - s) * Relu(-y)``, which ORT runs fused in NCHWc layout."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    nodes: list[Any] = []
+    for node in graph.node:
+        slope = inits.get(node.input[1]) if node.op_type == "PRelu" and len(node.input) == 2 else None
+        if slope is None:
+            nodes.append(node)
+            continue
+        y, out = node.input[0], node.output[0]
+        s = numpy_helper.to_array(slope).astype(np.float32)
+        base = f"{out}__prelu"
+        # Same shape as the slope, so broadcasting is exactly PRelu's; -1 as a Mul (not Neg) keeps ORT in NCHWc.
+        graph.initializer.append(numpy_helper.from_array(-np.ones_like(s), f"{base}_minus1"))
+        graph.initializer.append(numpy_helper.from_array((1.0 - s).astype(np.float32), f"{base}_k"))
+        nodes += [
+            helper.make_node("Mul", [y, f"{base}_minus1"], [f"{base}_neg"]),
+            helper.make_node("Relu", [f"{base}_neg"], [f"{base}_relu"]),
+            helper.make_node("Mul", [f"{base}_relu", f"{base}_k"], [f"{base}_scaled"]),
+            helper.make_node("Add", [y, f"{base}_scaled"], [out]),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {x for n in graph.node for x in n.input}
+    keep = [i for i in graph.initializer if i.name in used or i.name in {o.name for o in graph.output}]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
 TRANSFORMS: dict[str, Callable[[Any], None]] = {
+    "prelu_to_relu": prelu_to_relu,
     "strip_initializer_inputs": strip_initializer_inputs,
     "fold_constants": fold_constants,
     "dynamic_batch": dynamic_batch,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,9 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import FaceAtlasError, NotFoundError
+from .auth import ANONYMOUS, Authenticator, Principal, limit_anonymous, peer, token_from_headers
 from .errors import ApiError
 from .inputs import bool_field, int_field, metadata_field, parse_body, printable, text_field, threshold_field
-from .keys import SCOPES, KeyRecord, KeyStore
+from .keys import KeyStore
 from .middleware import GuardMiddleware
 from .ratelimit import RateLimiter
 from .service import Service
@@ -38,38 +38,6 @@ _STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 
                  415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited"}
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the key's id and what it may do (``anonymous`` with ``--no-auth``)."""
-
-    key_id: str
-    scopes: frozenset[str]
-    collections: frozenset[str] | None  # None: every collection
-
-    @classmethod
-    def from_key(cls, key: KeyRecord) -> Principal:
-        """The principal of an authenticated key (admin implies read, enrol and delete)."""
-        scopes = set(key.scopes)
-        if "admin" in scopes:
-            scopes |= {"read", "enrol", "delete"}
-        colls = None if "*" in key.collections else frozenset(key.collections)
-        return cls(key.id, frozenset(scopes), colls)
-
-    def allows(self, scope: str, collection: str | None = None) -> bool:
-        """Whether the principal may do ``scope`` (on ``collection``)."""
-        if scope not in self.scopes:
-            return False
-        return collection is None or self.collections is None or collection in self.collections
-
-    @property
-    def actor(self) -> str:
-        """The audit-trail actor for gallery writes."""
-        return f"api-key:{self.key_id}"
-
-
-ANONYMOUS = Principal("anonymous", frozenset(s for s in SCOPES if s != "templates"), None)
-
-
 @dataclass
 class AppContext:
     """Per-process state of the app: settings, the service, the key store and the rate limiter."""
@@ -79,6 +47,7 @@ class AppContext:
     keys: KeyStore | None
     limiter: RateLimiter
     owns_service: bool = False
+    authenticator: Authenticator | None = None
 
     def svc(self) -> Service:
         """The service (available once the app has started)."""
@@ -119,40 +88,16 @@ def _ctx(request: Request) -> AppContext:
     return ctx
 
 
-def _client(request: Request) -> str:
-    """The client's address (for rate-limiting unauthenticated callers)."""
-    return request.client.host if request.client else "unknown"
-
-
-def _limit(ctx: AppContext, bucket: str) -> None:
-    """Spend one token of ``bucket``; 429 with Retry-After when it is empty."""
-    wait = ctx.limiter.take(bucket)
-    if wait > 0:
-        raise ApiError("rate_limited", "too many requests; slow down",
-                       headers={"Retry-After": str(max(1, math.ceil(wait)))})
-
-
-def authenticate(request: Request, bearer: HTTPAuthorizationCredentials | None,
-                 api_key: str | None) -> Principal:
-    """The caller's principal; 401 for a missing, unknown, malformed or revoked key; rate limits applied."""
+def authenticate(request: Request) -> Principal:
+    """The caller's principal (the key the middleware checked before reading the body); 401/429 otherwise."""
     ctx = _ctx(request)
-    if not ctx.settings.auth or ctx.keys is None:
-        _limit(ctx, f"ip:{_client(request)}")
+    if not ctx.settings.auth or ctx.authenticator is None:
+        limit_anonymous(ctx.limiter, peer(request.scope))
         return ANONYMOUS
-    token = (bearer.credentials if bearer is not None else None) or api_key
-    challenge = {"WWW-Authenticate": 'Bearer realm="faceatlas"'}
-    if not token:
-        raise ApiError("unauthorized", "an API key is required (Authorization: Bearer <key> or X-API-Key)",
-                       headers=challenge)
-    failures = f"fail:{_client(request)}"
-    if ctx.limiter.peek(failures) > 0:
-        _limit(ctx, failures)
-    key = ctx.keys.authenticate(token)
-    if key is None:
-        _limit(ctx, failures)
-        raise ApiError("unauthorized", "the API key is unknown, malformed or revoked", headers=challenge)
-    request.state.key_id = key.id
-    _limit(ctx, f"key:{key.id}")
+    key = getattr(request.state, "key", None)
+    if key is None:  # a route outside the pre-authenticated paths
+        key = ctx.authenticator.check(token_from_headers(request.scope.get("headers", [])), peer(request.scope))
+        request.state.key_id = key.id
     return Principal.from_key(key)
 
 
@@ -164,7 +109,7 @@ def require(scope: str) -> Callable[..., Principal]:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
         api_key: Annotated[str | None, Security(_api_key_header)] = None,
     ) -> Principal:
-        principal = authenticate(request, bearer, api_key)
+        principal = authenticate(request)
         for param, what in (("collection", "collection"), ("person", "person id")):
             if param in request.path_params:
                 _name_ok(str(request.path_params[param]), what)
@@ -229,8 +174,9 @@ def create_app(settings: ServerSettings | None = None, *, service: Service | Non
     settings = settings or ServerSettings()
     if settings.auth and keys is None:
         keys = KeyStore(settings.keys_db)
-    ctx = AppContext(settings, service, keys if settings.auth else None,
-                     RateLimiter(settings.rate_limit, settings.rate_burst), owns_service=service is None)
+    limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+    ctx = AppContext(settings, service, keys if settings.auth else None, limiter, owns_service=service is None,
+                     authenticator=Authenticator(keys, limiter) if settings.auth and keys is not None else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -257,7 +203,8 @@ def create_app(settings: ServerSettings | None = None, *, service: Service | Non
         responses=_ERROR_RESPONSES,
     )
     app.state.ctx = ctx
-    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_upload_bytes, timeout=settings.request_timeout)
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_upload_bytes, timeout=settings.request_timeout,
+                       pre_auth=ctx.authenticator.pre_auth if ctx.authenticator is not None else None)
     _install_error_handlers(app)
     _add_routes(app, ctx)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -322,6 +269,24 @@ def _name_ok(value: str, what: str) -> str:
     return value
 
 
+def _face_id(face_id: int) -> int:
+    """A face id from the path; ids outside SQLite's signed 64-bit range cannot exist (404, not an overflow)."""
+    if not 0 < face_id < 2**63:
+        raise ApiError("not_found", f"no face with id {str(face_id)[:24]}")
+    return face_id
+
+
+def _pending_erasures(svc: Service) -> int:
+    """Deleted templates whose bytes are still waiting to be wiped from disk (0 when the gallery cannot tell)."""
+    counter = getattr(svc.gallery, "pending_erasures", None)
+    return int(counter()) if callable(counter) else 0
+
+
+def _deleted(result: dict[str, Any]) -> JSONResponse:
+    """A delete's answer: 200 when the erasure is complete, 202 while the bytes still wait to be wiped."""
+    return _json(result, 202 if result.get("erasure") == "pending" else 200)
+
+
 def _templates_allowed(principal: Principal, wanted: bool, collection: str | None = None) -> bool:
     """Whether template vectors are asked for; 403 when the key lacks the ``templates`` scope."""
     if wanted:
@@ -341,8 +306,11 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
     async def health() -> JSONResponse:
         """Liveness and readiness (no key needed)."""
         ready = ctx.service is not None
-        return _json({"status": "ok" if ready else "starting", "version": __version__, "auth": ctx.settings.auth},
-                     200 if ready else 503)
+        body: dict[str, Any] = {"status": "ok" if ready else "starting", "version": __version__,
+                                "auth": ctx.settings.auth}
+        if ctx.service is not None:
+            body["pending_erasures"] = await run_in_threadpool(_pending_erasures, ctx.service)
+        return _json(body, 200 if ready else 503)
 
     @app.get("/v1/whoami", tags=["service"])
     async def whoami(principal: Read) -> JSONResponse:
@@ -415,7 +383,9 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
         svc = ctx.svc()
         n = await run_in_threadpool(svc.gallery.delete_collection, _name_ok(collection, "collection"),
                                     actor=principal.actor)
-        return _json({"deleted": {"collection": collection, "faces": n}})
+        pending = await run_in_threadpool(_pending_erasures, svc)
+        return _deleted({"deleted": {"collection": collection, "faces": n},
+                         "erasure": "pending" if pending else "complete"})
 
     # -- persons --
 
@@ -460,8 +430,8 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
     @app.delete("/v1/collections/{collection}/persons/{person}", tags=["persons"])
     async def delete_person(collection: str, person: str, principal: Delete) -> JSONResponse:
         """Delete a person and every face (template) of it."""
-        return _json(await run_in_threadpool(ctx.svc().delete_person, collection, _name_ok(person, "person id"),
-                                             principal.actor))
+        return _deleted(await run_in_threadpool(ctx.svc().delete_person, collection, _name_ok(person, "person id"),
+                                                principal.actor))
 
     # -- faces --
 
@@ -492,13 +462,14 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
                        = False) -> JSONResponse:
         """One enrolled face of a person."""
         wanted = _templates_allowed(principal, templates, collection)
-        return _json(await run_in_threadpool(ctx.svc().face, collection, _name_ok(person, "person id"), face_id, wanted))
+        return _json(await run_in_threadpool(ctx.svc().face, collection, _name_ok(person, "person id"),
+                                             _face_id(face_id), wanted))
 
     @app.delete("/v1/collections/{collection}/persons/{person}/faces/{face_id}", tags=["faces of a person"])
     async def delete_face(collection: str, person: str, face_id: int, principal: Delete) -> JSONResponse:
         """Delete one enrolled face of a person."""
-        return _json(await run_in_threadpool(ctx.svc().delete_face, collection, _name_ok(person, "person id"), face_id,
-                                             principal.actor))
+        return _deleted(await run_in_threadpool(ctx.svc().delete_face, collection, _name_ok(person, "person id"),
+                                                _face_id(face_id), principal.actor))
 
     # -- recognition --
 

@@ -21,6 +21,7 @@ _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w=.+-]*)*;base64,", re.IGNORECASE)
 _B64_CHARS = re.compile(rb"^[A-Za-z0-9+/_-]*={0,2}$")
 _LABEL_UNSAFE = re.compile(r"[^\w .()+-]")
 _BIG_JSON = 256 * 1024
+_MAX_METADATA_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -221,10 +222,41 @@ def threshold_field(fields: Mapping[str, Any], name: str = "threshold") -> float
     if isinstance(value, (int, float)):
         if not math.isfinite(float(value)):
             raise ApiError("invalid_request", f"the field {name!r} must be finite")
-        return float(value)
+        return _valid_threshold(float(value))
     if isinstance(value, str) and len(value) <= 64:
-        return value.strip()
+        return _valid_threshold(value.strip())
     raise ApiError("invalid_request", f"the field {name!r} must be a number or 'far=<rate>'")
+
+
+def _valid_threshold(value: float | str) -> float | str:
+    """``value`` once the library's threshold parser accepts it (``invalid_threshold`` before any image work)."""
+    from ..calibration import parse_threshold
+    from ..errors import FaceAtlasError
+
+    try:
+        parse_threshold(value)
+    except FaceAtlasError as exc:
+        raise ApiError.from_library(exc) from None
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (iteratively: no recursion limit to hit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > _MAX_METADATA_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def metadata_field(fields: Mapping[str, Any], name: str = "metadata") -> dict[str, Any] | None:
@@ -233,15 +265,19 @@ def metadata_field(fields: Mapping[str, Any], name: str = "metadata") -> dict[st
     if value is None or value == "":
         return None
     if isinstance(value, str):
+        if len(value) > 4 * 4096:
+            raise ApiError("invalid_request", f"the field {name!r} is over 4 KB")
         try:
             value = json.loads(value)
-        except ValueError:
-            raise ApiError("invalid_request", f"the field {name!r} must be a JSON object") from None
+        except (ValueError, RecursionError):
+            raise ApiError("invalid_json", f"the field {name!r} is not valid JSON") from None
     if not isinstance(value, dict):
         raise ApiError("invalid_request", f"the field {name!r} must be a JSON object")
+    if _depth(value) > _MAX_METADATA_DEPTH:
+        raise ApiError("invalid_json", f"the field {name!r} is nested deeper than {_MAX_METADATA_DEPTH} levels")
     try:
         encoded = json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (UnicodeEncodeError, ValueError):
+    except (UnicodeEncodeError, ValueError, RecursionError):
         raise ApiError("invalid_request", f"the field {name!r} must be valid UTF-8 JSON") from None
     if len(encoded) > 4096:
         raise ApiError("invalid_request", f"the field {name!r} is over 4 KB")

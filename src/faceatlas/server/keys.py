@@ -1,9 +1,11 @@
-"""API keys: created and revoked from the CLI, stored only as salted scrypt hashes in ``$FACEATLAS_HOME/keys.db``.
+"""API keys: created and revoked from the CLI, stored only as keyed hashes in ``$FACEATLAS_HOME/keys.db``.
 
 A key looks like ``fak_<id>_<secret>``: the 12-hex-digit id is public (it names the key in logs and in
-``faceatlas keys list``) and finds the row; the secret is checked against its scrypt hash. Successful checks are
-remembered in memory for a while (as an HMAC with a per-process random pepper) so that a busy client does not pay
-for scrypt on every request; revocation is still read from the file on every request, so it takes effect at once.
+``faceatlas keys list``) and finds the row; the 256-bit random secret is checked against its HMAC-SHA-256 under a
+server-side pepper (32 random bytes in ``keys.db.pepper``, owner-only, created once). A random 256-bit secret needs no
+slow KDF, so a wrong secret costs microseconds, not a scrypt run an attacker could make the server pay for. Keys made
+by older versions (salted scrypt) are verified with scrypt once and rewritten in the HMAC form on first use.
+Revocation is read from the file on every request, so it takes effect at once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +35,9 @@ ALL_COLLECTIONS = "*"
 TOKEN_PREFIX = "fak_"  # noqa: S105 - the public prefix of every key, not a secret
 _ID_HEX = 12
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
-_KDF_LABEL = "scrypt:n=16384,r=8,p=1"
-_CACHE_SECONDS = 300.0
+_KDF_LABEL = "scrypt:n=16384,r=8,p=1"  # the legacy form, migrated on first successful use
+_HMAC_LABEL = "hmac-sha256:pepper"
+_PEPPER_BYTES = 32
 _TOUCH_SECONDS = 60.0
 
 _SCHEMA = """
@@ -150,8 +153,38 @@ def split_token(token: str) -> tuple[str, str] | None:
 
 
 def _hash_secret(secret: str, salt: bytes) -> bytes:
-    """The scrypt hash of a key's secret."""
+    """The legacy scrypt hash of a key's secret."""
     return hashlib.scrypt(secret.encode("utf-8"), salt=salt, **_SCRYPT)
+
+
+def _mac(pepper: bytes, key_id: str, secret: str) -> bytes:
+    """The stored form of a key: HMAC-SHA-256 of ``id_secret`` under the server's pepper."""
+    return hmac.new(pepper, f"{key_id}_{secret}".encode(), hashlib.sha256).digest()
+
+
+def load_pepper(path: Path) -> bytes:
+    """The pepper in ``path``, created (32 random bytes, mode 0600) if missing; safe against concurrent creators."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(_PEPPER_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # atomic: exactly one creator wins, nobody reads a half-written file
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        data = path.read_bytes()
+    if len(data) != _PEPPER_BYTES:
+        raise RuntimeError(f"the key pepper {path} is damaged ({len(data)} bytes); restore it or remove the keys")
+    return data
 
 
 class KeyStore:
@@ -159,9 +192,10 @@ class KeyStore:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else default_keys_path()
+        self.pepper_path = Path(f"{self.path}.pepper")
         self._lock = threading.Lock()
-        self._pepper = secrets.token_bytes(32)
-        self._verified: dict[str, tuple[bytes, float]] = {}
+        self._pepper_bytes: bytes | None = None
+        self._local = threading.local()  # one read connection per thread (verification runs on every request)
         self._touched: dict[str, float] = {}
         self._ready = False
 
@@ -184,6 +218,23 @@ class KeyStore:
             yield conn
         finally:
             conn.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's long-lived read connection (autocommit: every query sees the latest revocations)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._connect():  # creates the file and schema on first use
+                pass
+            conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None)
+            self._local.conn = conn
+        return conn
+
+    @property
+    def _pepper(self) -> bytes:
+        """The server-side pepper (read, or created, on first use)."""
+        if self._pepper_bytes is None:
+            self._pepper_bytes = load_pepper(self.pepper_path)
+        return self._pepper_bytes
 
     @staticmethod
     def _record(row: tuple[Any, ...]) -> KeyRecord:
@@ -211,8 +262,7 @@ class KeyStore:
         if len(label) > 200 or any(ord(ch) < 32 for ch in label):
             raise InvalidInputError("invalid_input", "key names must be at most 200 printable characters")
         secret = secrets.token_urlsafe(32)
-        salt = secrets.token_bytes(16)
-        digest = _hash_secret(secret, salt)
+        pepper = self._pepper
         now = time.time()
         with self._connect() as conn:
             for _ in range(5):
@@ -221,7 +271,8 @@ class KeyStore:
                     conn.execute(
                         "INSERT INTO api_keys (id, name, kdf, salt, hash, scopes, collections, created_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (key_id, label, _KDF_LABEL, salt, digest, ",".join(scope_list), "\n".join(coll_list), now),
+                        (key_id, label, _HMAC_LABEL, b"", _mac(pepper, key_id, secret), ",".join(scope_list),
+                         "\n".join(coll_list), now),
                     )
                     break
                 except sqlite3.IntegrityError:  # id collision: astronomically rare, try another
@@ -258,8 +309,6 @@ class KeyStore:
                                (time.time(), key_id))
             if cur.rowcount == 0:
                 self.get(key_id)  # raises not_found for unknown ids; already-revoked keys fall through
-        with self._lock:
-            self._verified.pop(key_id, None)
         log.info("api key %s revoked", key_id)
         return self.get(key_id)
 
@@ -272,30 +321,46 @@ class KeyStore:
 
     def authenticate(self, token: str) -> KeyRecord | None:
         """The active key matching ``token``, or None (malformed, unknown, wrong secret or revoked)."""
+        return self.verify(token)[0]
+
+    def verify(self, token: str, slow_ok: Callable[[str], bool] | None = None) -> tuple[KeyRecord | None, str | None]:
+        """``(key, id)`` for a valid active key; ``(None, id)`` when the id is known but the key fails; ``(None, None)``.
+
+        ``slow_ok(id)`` is asked before a legacy scrypt record is checked (False: fail without the scrypt run).
+        """
         parts = split_token(token)
         if parts is None:
-            return None
+            return None, None
         key_id, secret = parts
-        with self._connect() as conn:
-            row = conn.execute(
-                f"SELECT {self._COLUMNS}, salt, hash FROM api_keys WHERE id = ?", (key_id,)  # noqa: S608
-            ).fetchone()
+        row = self._reader().execute(
+            f"SELECT {self._COLUMNS}, kdf, salt, hash FROM api_keys WHERE id = ?", (key_id,)  # noqa: S608
+        ).fetchone()
         if row is None:
-            return None
+            return None, None
         record = self._record(row[:7])
-        if not record.active:
-            return None
-        mac = hmac.new(self._pepper, token.encode("utf-8"), hashlib.sha256).digest()
-        now = time.monotonic()
-        with self._lock:
-            cached = self._verified.get(key_id)
-        if cached is None or cached[1] < now or not hmac.compare_digest(cached[0], mac):
-            if not hmac.compare_digest(_hash_secret(secret, row[7]), row[8]):
-                return None
-            with self._lock:
-                self._verified[key_id] = (mac, now + _CACHE_SECONDS)
+        kdf, salt, stored = row[7], row[8], row[9]
+        if kdf == _HMAC_LABEL:
+            ok = hmac.compare_digest(_mac(self._pepper, key_id, secret), stored)
+        elif slow_ok is not None and not slow_ok(key_id):
+            ok = False
+        else:
+            ok = hmac.compare_digest(_hash_secret(secret, salt), stored)
+            if ok:
+                self._migrate(key_id, secret, kdf)
+        if not ok or not record.active:
+            return None, key_id
         self._touch(key_id)
-        return record
+        return record, key_id
+
+    def _migrate(self, key_id: str, secret: str, old_kdf: str) -> None:
+        """Rewrite a verified legacy scrypt record in the HMAC form (best effort: it is retried on the next use)."""
+        try:
+            with self._connect() as conn:
+                conn.execute("UPDATE api_keys SET kdf = ?, salt = ?, hash = ? WHERE id = ? AND kdf = ?",
+                             (_HMAC_LABEL, b"", _mac(self._pepper, key_id, secret), key_id, old_kdf))
+            log.info("api key %s migrated from scrypt to the peppered HMAC form", key_id)
+        except sqlite3.Error as exc:
+            log.warning("could not migrate api key %s: %s", key_id, exc)
 
     def _touch(self, key_id: str) -> None:
         """Record when a key was last used (at most once a minute per key and process)."""

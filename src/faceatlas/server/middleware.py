@@ -1,10 +1,14 @@
-"""The outermost ASGI layer: request ids, upload limit while reading, body timeout, headers, access log, last-resort errors."""
+"""The outermost ASGI layer: request ids, key check before the body, upload limit while reading, body timeout,
+headers, access log (route templates, never ids from paths), last-resort errors."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -12,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from .errors import error_bytes
+from .errors import ApiError, error_bytes
 
 log = logging.getLogger("faceatlas.server")
 access_log = logging.getLogger("faceatlas.server.access")
@@ -58,13 +62,22 @@ class _Disconnected(Exception):
     """The client went away while sending the body."""
 
 
-class GuardMiddleware:
-    """Reads the whole body under the upload limit and deadline, then runs the app with ids, headers and logging."""
+PreAuth = Callable[[Scope], Awaitable[None]]
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout: float) -> None:
+
+class GuardMiddleware:
+    """Checks the key, reads the body under the upload limit and deadline, then runs the app (ids, headers, log)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout: float, pre_auth: PreAuth | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.timeout = timeout
+        self.pre_auth = pre_auth
+        self._log_key = secrets.token_bytes(16)  # per process: path hashes link requests, never across restarts
+
+    def _path_hash(self, path: str) -> str:
+        """A short keyed hash of a raw path (the access log's way to tell paths apart without naming anyone)."""
+        return hmac.new(self._log_key, path.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:12]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one HTTP request (other scope types pass straight through)."""
@@ -89,9 +102,15 @@ class GuardMiddleware:
         body_len = 0
         try:
             try:
+                _check_framing(scope)
+                if self.pre_auth is not None:
+                    await self.pre_auth(scope)
                 body = await self._read_body(scope, receive, state["deadline"])
             except _BodyError as exc:
                 await _send_error(send_with_headers, exc.status, exc.code, exc.message, request_id)
+                return
+            except ApiError as err:  # refused from the headers alone: the body is never read
+                await _send_error(send_with_headers, err.status, err.code, err.message, request_id, err.headers)
                 return
             except _Disconnected:
                 sent["status"] = 499
@@ -110,7 +129,8 @@ class GuardMiddleware:
                 "ts": round(time.time(), 3),
                 "request_id": request_id,
                 "method": scope.get("method"),
-                "path": path,
+                "path": _route_template(scope),
+                "path_hash": self._path_hash(path),
                 "status": sent["status"],
                 "duration_ms": round((time.perf_counter() - started_at) * 1000.0, 2),
                 "key_id": state_now.get("key_id"),
@@ -183,13 +203,32 @@ def _with_headers(headers: list[tuple[bytes, bytes]], request_id: str, path: str
                                                                         or h[0] == b"x-request-id"]
 
 
-async def _send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
-    """Send a complete JSON error response from below the framework."""
+def _check_framing(scope: Scope) -> None:
+    """Refuse a request carrying both Content-Length and Transfer-Encoding (RFC 9112 §6.1: smuggling risk)."""
+    names = {name.lower() for name, _ in scope.get("headers", [])}
+    if b"content-length" in names and b"transfer-encoding" in names:
+        raise _BodyError(400, "invalid_request", "a request must not carry both Content-Length and Transfer-Encoding")
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template (``/v1/collections/{collection}/persons/{person}``), never the ids in the path."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if isinstance(template, str):
+        return template
+    path = str(scope.get("path", ""))
+    return path if path in ("/", "/v1/health", "/docs", "/openapi.json") else "<unmatched>"
+
+
+async def _send_error(send: Send, status: int, code: str, message: str, request_id: str,
+                      headers: dict[str, str] | None = None) -> None:
+    """Send a complete JSON error response from below the framework (and close the connection)."""
     body = error_bytes(code, message, request_id)
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     await send({
         "type": "http.response.start",
         "status": status,
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("ascii")),
-                    (b"connection", b"close")],
+                    (b"connection", b"close"), *extra],
     })
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -14,6 +14,7 @@ from .settings import ENV_SETTINGS, ServerSettings, is_loopback
 log = logging.getLogger("faceatlas.server")
 
 FIRST_KEY_SCOPES = ("admin", "read", "enrol", "delete")
+H11_MAX_HEAD_BYTES = 16 * 1024  # largest request line plus headers (bigger heads get a 400 and are closed)
 
 
 def check_bind(settings: ServerSettings) -> None:
@@ -81,7 +82,12 @@ def serve(settings: ServerSettings, echo: Callable[[str], None] = print) -> None
         access_log=False,
         log_config=log_config(settings.log_level),
         server_header=False,
+        http="faceatlas.server.protocol:GuardedH11Protocol",  # request-head deadline, connections per client
+        h11_max_incomplete_event_size=H11_MAX_HEAD_BYTES,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=10,
         limit_concurrency=max(64, settings.max_queue * 4),
+        # X-Forwarded-For/-Proto only from configured proxies; otherwise the socket's peer is the client
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )

@@ -9,15 +9,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..atlas import FaceAtlas
-from ..errors import FaceAtlasError, ImageError, NotFoundError
-from ..images import LoadedImage, load_image
-from ..match import OperatingPoint, resolve_threshold
-from ..recognition import PreparedFace, Recognizer, default_gallery_path
-from ..types import Face, Rejection, Template
+from ..errors import FaceAtlasError, NotFoundError
+from ..facade import FaceAtlas
+from ..images import ImageInput, LoadedImage, load_image
+from ..pipeline import EMBEDDING, FaceRequest
+from ..recognition import Recognizer
+from ..thresholds import OperatingPoint
+from ..types import Face, Rejection
 from .errors import ApiError
 from .inputs import Upload
 from .settings import ServerSettings
@@ -31,10 +32,7 @@ def open_gallery(path: str | None) -> Any:
     """Open (creating when needed) the gallery the server works on."""
     from ..gallery import Gallery
 
-    target = path or default_gallery_path()
-    if "://" not in target and not target.startswith(("milvus-lite:", "sqlite:")):
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-    return Gallery.open(target)
+    return Gallery.open(path)
 
 
 def session_threads(settings: ServerSettings) -> int:
@@ -110,38 +108,19 @@ class Service:
 
     def operating_point(self, threshold: float | str | None) -> OperatingPoint:
         """The threshold this pipeline applies for a request's ``threshold`` field."""
-        spec = self.atlas.store.spec(self.atlas.embedder_name)
-        return resolve_threshold(threshold, self.atlas.model_id, spec.default_threshold, self.atlas.calibrations)
+        return self.atlas.operating_point(threshold)
 
     def _load(self, upload: Upload) -> LoadedImage:
-        """Decode an uploaded image under the server's pixel limit."""
+        """Decode an uploaded image once, under the server's pixel limit."""
         return load_image(upload.data, max_pixels=self.max_pixels)
 
-    def _check_pixels(self, upload: Upload) -> None:
-        """Refuse an image whose header declares more pixels than the server allows (nothing is decoded)."""
-        import io
-
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(upload.data)) as img:
-                width, height = img.size
-        except Exception:  # noqa: BLE001 - undecodable data is reported properly by the full decode later
-            return
-        if width * height > self.max_pixels:
-            raise ImageError("image_too_large",
-                             f"{width}x{height} = {width * height} pixels, above the {self.max_pixels}-pixel limit")
+    def _request(self, templates: bool) -> FaceRequest:
+        """Every face (at most the server's limit, else ``too_many_faces``), with templates when asked."""
+        return FaceRequest(max_faces=self.settings.max_faces, too_many="refuse", heads=(EMBEDDING,) if templates else ())
 
     def _faces(self, loaded: LoadedImage, with_templates: bool) -> list[Face]:
-        """Detect every face, refuse too many, and embed them (one batch) when asked."""
-        faces = self.atlas.detect(loaded)
-        if len(faces) > self.settings.max_faces:
-            raise ApiError("too_many_faces", f"{len(faces)} faces found; the limit is {self.settings.max_faces} per image")
-        if not with_templates or not faces:
-            return faces
-        emb = self.atlas.embedder
-        vectors = emb.embed_faces([(loaded.rgb, f.landmarks) for f in faces])  # each model aligns its own way
-        return [Face(f.detection, f.index, Template(v, emb.model_id), f.quality) for f, v in zip(faces, vectors, strict=True)]
+        """Every face of a decoded upload through the pipeline (refusing more than the limit)."""
+        return list(self.atlas.run(loaded, self._request(with_templates)).faces)
 
     def detect(self, upload: Upload, templates: bool) -> dict[str, Any]:
         """Every face of an image (with template vectors only when ``templates``)."""
@@ -159,21 +138,17 @@ class Service:
     def verify(self, a: Upload, b: Upload, threshold: float | str | None) -> dict[str, Any]:
         """1:1 verification of the selected face of each image."""
         la, lb = self._load(a), self._load(b)
-        result = self.atlas.verify(la, lb, threshold=threshold)
-        most = max(result.faces_in_a, result.faces_in_b)
-        if most > self.settings.max_faces:
-            raise ApiError("too_many_faces", f"{most} faces found; the limit is {self.settings.max_faces} per image")
+        result = self.atlas.verify(la, lb, threshold=threshold, max_faces=self.settings.max_faces)
         return {**result.to_dict(), "detector": self.atlas.detector_name}
 
     def identify(self, collection: str, upload: Upload, k: int, threshold: float | str | None) -> dict[str, Any]:
         """Every face of an image with its top-k people and an open-set decision."""
-        coll = self.gallery.get_collection(collection)
         point = self.operating_point(threshold)
         loaded = self._load(upload)
-        faces = self._faces(loaded, with_templates=True)
-        results = self.recognizer.identify_faces(coll.name, faces, k=k, threshold=threshold) if faces else []
+        results = self.recognizer.identify_many(collection, [loaded], k=k, threshold=threshold,
+                                                request=self._request(True))[0]
         return {
-            "collection": coll.name,
+            "collection": self.gallery.get_collection(collection).name,
             "image": {"width": loaded.width, "height": loaded.height},
             "model_id": self.atlas.model_id,
             "detector": self.atlas.detector_name,
@@ -185,28 +160,27 @@ class Service:
     def enroll(self, collection: str, person: str, uploads: Sequence[Upload], *, name: str | None,
                metadata: dict[str, Any] | None, actor: str, must_exist: bool = False) -> dict[str, Any]:
         """Enrol a person (created when new) from uploaded photos; each unusable photo is rejected with a reason."""
+        import hashlib
+
         if must_exist:
             self.gallery.get_person(collection, person)
-        prepared: list[PreparedFace] = []
+        images: list[ImageInput] = []
+        labels: list[str] = []
+        hashes: list[str | None] = []
         rejected: list[Rejection] = []
         for up in uploads:
             try:
-                self._check_pixels(up)
-                # bytes (not decoded pixels) so that duplicate detection hashes the uploaded file
-                prepared.append(self.recognizer.prepare(up.data, source=up.label))
+                images.append(self._load(up))  # decoded once; the hash is of the uploaded file (duplicate detection)
             except FaceAtlasError as exc:
                 rejected.append(Rejection(up.label, exc.code, exc.message))
+                continue
+            labels.append(up.label)
+            hashes.append(hashlib.sha256(up.data).hexdigest())
         with self._write_lock:
-            self.ensure_collection(collection)
-            try:
-                result = self.recognizer.enroll_prepared(collection, person, prepared, rejected, name=name,
-                                                         metadata=metadata, actor=actor)
-            except FaceAtlasError as exc:
-                if exc.code != "conflict":
-                    raise
-                # another server process created the same person a moment ago: add to it instead
-                result = self.recognizer.enroll_prepared(collection, person, prepared, rejected, name=name,
-                                                         metadata=metadata, actor=actor)
+            result = self.recognizer.enroll(collection, person, images, name=name, metadata=metadata, actor=actor,
+                                            labels=labels, hashes=hashes)
+        if rejected:
+            result = replace(result, rejected=tuple(rejected) + result.rejected)
         out = {**result.to_dict(), "model_id": self.atlas.model_id}
         if not result.sample_ids:
             reasons = "; ".join(f"{r.image}: {r.code}" for r in result.rejected) or "no image"
@@ -215,13 +189,8 @@ class Service:
         return out
 
     def ensure_collection(self, name: str) -> Any:
-        """The collection, created with this server's model contract when missing (safe against concurrent creation)."""
-        try:
-            return self.recognizer.ensure_collection(name)
-        except FaceAtlasError as exc:
-            if exc.code != "conflict":
-                raise
-            return self.recognizer.ensure_collection(name)  # created by another process in between
+        """The collection, created with this server's model contract when missing."""
+        return self.recognizer.ensure_collection(name)
 
     # -- gallery reads and deletes (quick; run on the generic thread pool) --------------------------------------
 

@@ -40,6 +40,9 @@ class ServerSettings:
     keys_db: str | None = None
     warmup: bool = True
     log_level: str = "info"
+    forwarded_allow_ips: str | None = None  # proxies whose X-Forwarded-For is believed (None: nobody's)
+    header_timeout: float = 10.0  # seconds a connection may take to send a request's headers
+    max_client_connections: int = 32  # open connections per client address (trusted proxies exempt)
 
     def __post_init__(self) -> None:
         if self.concurrency < 0:
@@ -47,8 +50,10 @@ class ServerSettings:
         for name in ("workers", "max_upload_bytes", "max_pixels", "max_faces", "max_images", "max_queue"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.request_timeout <= 0:
-            raise ValueError("request_timeout must be positive")
+        if self.request_timeout <= 0 or self.header_timeout <= 0:
+            raise ValueError("request_timeout and header_timeout must be positive")
+        if self.max_client_connections < 1:
+            raise ValueError("max_client_connections must be at least 1")
         if self.rate_limit < 0 or self.rate_burst < 1:
             raise ValueError("rate_limit must be >= 0 (0 turns it off) and rate_burst >= 1")
 

@@ -6,7 +6,9 @@ Entry points: :func:`analyze` (an iterator of :class:`VideoEvent`), :func:`analy
 
 from __future__ import annotations
 
-from .identity import FrameVote, IdentityDecision, IdentityResolver, quality
+from typing import Any
+
+from .identity import FrameVote, IdentityDecision, IdentityResolver, sighting_weight
 from .pipeline import FrameFace, FrameResult, VideoAnalyzer, VideoEvent, analyze, analyze_frames, evidence_from_track
 from .source import VideoFrame, VideoInfo, VideoSource
 from .tracker import FaceTracker, Track, TrackerConfig, TrackerInput, TrackerUpdate, TrackEvidence, TrackFace
@@ -32,5 +34,15 @@ __all__ = [
     "analyze",
     "analyze_frames",
     "evidence_from_track",
-    "quality",
+    "sighting_weight",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Old names still importable, with a deprecation warning (``quality`` is now :func:`sighting_weight`)."""
+    if name == "quality":
+        import warnings
+
+        warnings.warn("faceatlas.video.quality is renamed faceatlas.video.sighting_weight", DeprecationWarning, stacklevel=2)
+        return sighting_weight
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import FaceAtlasError, InvalidInputError
+from ..errors import InvalidInputError
 from ..types import _r
 from .tracker import TrackEvidence
 
@@ -71,10 +71,16 @@ class IdentityDecision:
     confidence: float
     votes: int
     method: str
+    anonymous: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        """What to show: the name (or person id) when known, else the anonymous id (``unknown-3``)."""
+        return (self.name or self.person) if self.person is not None else self.anonymous
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise as a plain JSON object."""
-        return {
+        out = {
             "person": self.person,
             "name": self.name,
             "score": None if self.score is None else _r(self.score, 4),
@@ -82,10 +88,13 @@ class IdentityDecision:
             "votes": self.votes,
             "method": self.method,
         }
+        if self.anonymous is not None:
+            out["anonymous"] = self.anonymous
+        return out
 
 
-def quality(score: float, width: float, height: float, full_size: float = 80.0) -> float:
-    """Sighting quality in [0, 1]: detection score × face-size factor (``min(1, shorter side / full_size px)``)."""
+def sighting_weight(score: float, width: float, height: float, full_size: float = 80.0) -> float:
+    """Weight in [0, 1] of one detected face as evidence: detection score × ``min(1, shorter side / full_size px)``."""
     side = max(0.0, min(width, height))
     return float(max(0.0, min(1.0, score)) * min(1.0, side / full_size))
 
@@ -101,7 +110,7 @@ class _Announced:
 
 @dataclass
 class IdentityResolver:
-    """Per-frame votes and per-track identities against one gallery collection."""
+    """Per-frame votes and per-track identities against one gallery collection (``model_id``: who made the vectors)."""
 
     gallery: Any
     collection: str
@@ -110,6 +119,7 @@ class IdentityResolver:
     min_votes: int = 3
     persistence: int = 2
     track_threshold: float | None = None
+    model_id: str | None = None
     _names: dict[str, str | None] = field(default_factory=dict)
     _announced: dict[int, _Announced] = field(default_factory=dict)
 
@@ -126,7 +136,7 @@ class IdentityResolver:
         if len(vectors) == 0:
             return []
         out = []
-        for cands in self.gallery.search(self.collection, vectors, k=1):
+        for cands in self.gallery.search(self.collection, vectors, k=1, model_id=self.model_id):
             if cands and cands[0].score >= self.threshold:
                 c = cands[0]
                 self._names[c.external_id] = c.name
@@ -148,7 +158,7 @@ class IdentityResolver:
                 score = self._score_for(ev, person)
         else:
             if ev.template is not None:
-                cands = self.gallery.search(self.collection, ev.template, k=1)[0]
+                cands = self.gallery.search(self.collection, ev.template, k=1, model_id=self.model_id)[0]
                 if cands and cands[0].score >= (self.track_threshold or self.threshold):
                     person, score = cands[0].external_id, float(cands[0].score)
                     self._names[person] = cands[0].name
@@ -159,7 +169,7 @@ class IdentityResolver:
         """Similarity of the track template with one person (None when not among the best candidates)."""
         if ev.template is None:
             return None
-        for c in self.gallery.search(self.collection, ev.template, k=5)[0]:
+        for c in self.gallery.search(self.collection, ev.template, k=5, model_id=self.model_id)[0]:
             if c.external_id == person:
                 return float(c.score)
         return None
@@ -198,16 +208,66 @@ class IdentityResolver:
         self._announced.pop(track, None)
 
 
-def check_collection(gallery: Any, collection: str, model_id: str, dim: int) -> None:
-    """Fail early when the collection is missing or was built with another embedding model."""
-    col = gallery.get_collection(collection)
-    contract = col.contract
-    if contract.model_id != model_id or contract.dim != dim:
-        raise FaceAtlasError(
-            "model_mismatch",
-            f"collection {collection!r} holds {contract.model_id!r} templates (dim {contract.dim}); "
-            f"this run embeds with {model_id!r} (dim {dim})",
-        )
+@dataclass
+class HoldingResolver(IdentityResolver):
+    """Identities with hysteresis: a named track keeps its name unless strong contrary evidence accumulates.
+
+    A track is named once its mean template reaches the track threshold for a person whose quality-weighted frame
+    votes are at least those of any other person. After that it changes only to another person who wins the template
+    search AND holds ``switch_ratio`` times the named person's vote weight over the whole track; it never returns to
+    unknown (poor or turned-away frames are not evidence of another person). Tracks that stay unknown get a stable
+    anonymous id (``unknown-1``, ``unknown-2``, ...) that is kept if they are named later.
+    """
+
+    switch_ratio: float = 2.0
+    _anon: dict[int, str] = field(default_factory=dict)
+    _next_anon: int = 1
+
+    def anonymous_id(self, track: int) -> str:
+        """The stable anonymous id of a track (allocated on first use)."""
+        if track not in self._anon:
+            self._anon[track] = f"unknown-{self._next_anon}"
+            self._next_anon += 1
+        return self._anon[track]
+
+    def update(self, ev: TrackEvidence, final: bool = False) -> IdentityDecision | None:
+        """Re-decide a track under the hysteresis rules; return the decision when it is new or changed."""
+        if ev.vote_count < self.min_votes and not final:
+            return None
+        if ev.vote_count == 0 and ev.template is None:
+            return None
+        d = self.decide(ev)
+        if d.person is not None and any(w > ev.votes.get(d.person, 0.0) for p, w in ev.votes.items() if p is not None):
+            d = IdentityDecision(None, None, None, ev.votes.get(None, 0.0) / max(sum(ev.votes.values()), 1e-9),
+                                 ev.vote_count, d.method)  # the template and the frame votes disagree: not yet
+        prev = self._announced.get(ev.track)
+        if prev is None or prev.decision.person is None:
+            if d.person is None:
+                d = IdentityDecision(None, None, None, d.confidence, d.votes, d.method, self.anonymous_id(ev.track))
+                if prev is None:
+                    self._announced[ev.track] = _Announced(d)
+                    return d
+                prev.decision = d
+                return None
+            anon = self._anon.get(ev.track)
+            self._announced[ev.track] = _Announced(IdentityDecision(d.person, d.name, d.score, d.confidence, d.votes,
+                                                                    d.method, anon))
+            return self._announced[ev.track].decision
+        named = prev.decision.person
+        total = max(sum(ev.votes.values()), 1e-9)
+        if d.person is not None and d.person != named and \
+                ev.votes.get(d.person, 0.0) >= self.switch_ratio * max(ev.votes.get(named, 0.0), 1e-9):
+            self._announced[ev.track] = _Announced(d)
+            return d
+        kept = prev.decision
+        prev.decision = IdentityDecision(named, kept.name, d.score if d.person == named else kept.score,
+                                         ev.votes.get(named, 0.0) / total, ev.vote_count, kept.method, kept.anonymous)
+        return None
+
+    def forget(self, track: int) -> None:
+        """Drop the state of an ended track (its anonymous id is never reused)."""
+        super().forget(track)
+        self._anon.pop(track, None)
 
 
 def frame_vectors(vectors: Sequence[npt.NDArray[np.float32]], dim: int) -> npt.NDArray[np.float32]:

@@ -14,12 +14,15 @@ import numpy.typing as npt
 
 from ..errors import InvalidInputError
 from ..images import LoadedImage
+from ..pipeline import DETECT, EMBEDDING
 from ..types import Box, _r
-from .identity import METHODS, FrameVote, IdentityDecision, IdentityResolver, check_collection, frame_vectors, quality
+from .bytetrack import AppearanceGates, ByteFaceTracker
+from .cuts import SceneCutDetector
+from .identity import METHODS, FrameVote, HoldingResolver, IdentityDecision, IdentityResolver, frame_vectors, sighting_weight
 from .identity import track_threshold as default_track_threshold
 from .render import REDACT_MODES, Overlay, VideoWriter, annotate, redact
 from .source import SourceLike, VideoFrame, VideoInfo, VideoSource
-from .tracker import FaceTracker, Track, TrackerConfig, TrackerInput, TrackEvidence
+from .tracker import TRACKER_KINDS, FaceTracker, Track, TrackerConfig, TrackerInput, TrackEvidence
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,21 @@ REDACT_COAST_SECONDS = 0.5
 #: After this many votes a track is re-decided only every ``REDECIDE_EVERY`` new votes (and at its end).
 REDECIDE_ALWAYS_UNTIL = 12
 REDECIDE_EVERY = 4
+#: Gaps longer than this (seconds) split a track's time on screen into separate segments in its summary.
+SEGMENT_GAP = 1.0
+#: Impostor FAR of the track-level identity threshold when the embedder is calibrated.
+TRACK_FAR = 1e-4
+
+
+def segments(track: Track, gap: float = SEGMENT_GAP) -> list[tuple[float, float]]:
+    """Time ranges a track was on screen (sightings closer than ``gap`` seconds are one range)."""
+    out: list[tuple[float, float]] = []
+    for f in track.faces:
+        if out and f.t - out[-1][1] <= gap:
+            out[-1] = (out[-1][0], f.t)
+        else:
+            out.append((f.t, f.t))
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,11 +80,14 @@ class VideoEvent:
             s = self.summary
             out.update(start=_r(s.start, 3), end=_r(s.end, 3), duration=_r(s.duration, 3), sightings=len(s.faces),
                        start_frame=s.start_frame, end_frame=s.end_frame,
-                       best_frame=s.best.frame if s.best else None, best_box=s.best.box.to_list() if s.best else None)
+                       best_frame=s.best.frame if s.best else None, best_box=s.best.box.to_list() if s.best else None,
+                       segments=[[_r(a, 3), _r(b, 3)] for a, b in segments(s)])
         if self.decision is not None:
             d = self.decision
             out.update(person=d.person, name=d.name, confidence=_r(d.confidence, 4),
                        score=None if d.score is None else _r(d.score, 4), votes=d.votes)
+            if d.anonymous is not None:
+                out["anonymous"] = d.anonymous
         if self.kind == "identity":
             out["previous"] = self.previous.person if self.previous is not None else None
             out["changed"] = self.previous is not None
@@ -105,11 +126,12 @@ class FrameResult:
     coasting: tuple[tuple[int, Box, bool], ...]
     events: tuple[VideoEvent, ...]
     final: bool = False
+    cut: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise as a plain JSON object."""
         return {"frame": self.frame, "t": _r(self.t, 3), "faces": [f.to_dict() for f in self.faces],
-                "events": [e.to_dict() for e in self.events], "final": self.final}
+                "events": [e.to_dict() for e in self.events], "final": self.final, "cut": self.cut}
 
 
 def evidence_from_track(track: Track) -> TrackEvidence:
@@ -128,7 +150,12 @@ def evidence_from_track(track: Track) -> TrackEvidence:
 
 
 class VideoAnalyzer:
-    """Stateful per-frame analysis: feed frames in time order with :meth:`process`, then call :meth:`finish`."""
+    """Stateful per-frame analysis: feed frames in time order with :meth:`process`, then call :meth:`finish`.
+
+    ``tracker`` is a :class:`TrackerConfig` or its ``kind`` (``"bytetrack"``, the default, or ``"legacy"``, the
+    tracker and identity rules of faceatlas 0.x kept for comparison). ``embedded`` / ``detections`` count templates
+    computed and faces detected (the saving of ``TrackerConfig.embed_every``).
+    """
 
     def __init__(
         self,
@@ -139,68 +166,90 @@ class VideoAnalyzer:
         threshold: float | str | None = None,
         track_threshold: float | None = None,
         method: str = "template",
-        tracker: TrackerConfig | None = None,
+        tracker: TrackerConfig | str | None = None,
         min_votes: int = 3,
         persistence: int = 2,
         detect_size: int = 640,
         full_quality_size: float = 80.0,
     ) -> None:
-        from ..detect import create_detector
-        from ..match import resolve_threshold
-
         if method not in METHODS:
             raise InvalidInputError("invalid_input", f"identity method must be one of {', '.join(METHODS)}")
         if (gallery is None) != (collection is None):
             raise InvalidInputError("invalid_input", "give both a gallery and a collection (or neither)")
+        if isinstance(tracker, str):
+            if tracker not in TRACKER_KINDS:
+                raise InvalidInputError("invalid_input", f"tracker must be one of {', '.join(TRACKER_KINDS)}")
+            tracker = TrackerConfig(kind=tracker)
         self.atlas = atlas
         self.config = tracker or TrackerConfig()
+        self.legacy = self.config.kind == "legacy"
         self.full_quality_size = full_quality_size
-        self.detector = create_detector(
-            atlas.detector_name,
-            atlas.store,
-            threads=atlas.threads,
-            score_threshold=self.config.low_score,
-            multiscale=False,
-            input_size=detect_size,
-            min_face_size=atlas.min_face_size,
-        )
-        self.embedder = atlas.embedder
-        self.tracker = FaceTracker(self.config)
+        # Frames are detected down to the tracker's low score, in one pass at ``detect_size``; the embedder is shared.
+        self.pipe = atlas.with_detector(det_score=self.config.low_score, multiscale=False, detect_size=detect_size)
+        self.dim = int(atlas.embedder.dim)
+        self.gates: AppearanceGates | None = None
+        self.cuts: SceneCutDetector | None = None
+        self.tracker: FaceTracker | ByteFaceTracker
+        if self.legacy:
+            self.tracker = FaceTracker(self.config)
+        else:
+            self.gates = AppearanceGates.from_pipeline(atlas, self.config)
+            self.tracker = ByteFaceTracker(self.config, self.gates)
+            self.cuts = SceneCutDetector(self.config.cut_threshold)
         self.resolver: IdentityResolver | None = None
         self.threshold: float | None = None
         self.track_threshold: float | None = None
         if gallery is not None and collection is not None:
-            check_collection(gallery, collection, atlas.model_id, self.embedder.dim)
-            point = resolve_threshold(
-                threshold if threshold is not None else atlas.threshold,
-                atlas.model_id,
-                atlas.store.spec(atlas.embedder_name).default_threshold,
-                atlas.calibrations,
-            )
+            gallery.check_contract(collection, atlas.model_id, self.dim)
+            point = atlas.operating_point(threshold)
             self.threshold = point.threshold
             self.track_threshold = max(point.threshold, track_threshold) if track_threshold is not None else \
-                default_track_threshold(atlas.model_id, point.threshold)
-            self.resolver = IdentityResolver(gallery, collection, point.threshold, method, min_votes, persistence,
-                                             self.track_threshold)
+                self._default_track_threshold(point.threshold)
+            kind = IdentityResolver if self.legacy else HoldingResolver
+            self.resolver = kind(gallery, collection, point.threshold, method, min_votes, persistence,
+                                 self.track_threshold, atlas.model_id)
         self.frames = 0
+        self.detections = 0
+        self.embedded = 0
         self._last: tuple[int, float] = (0, 0.0)
+
+    def _default_track_threshold(self, frame_threshold: float) -> float:
+        """Track-level threshold: the calibrated ``TRACK_FAR`` score (legacy: the measured table), never below per-frame."""
+        if not self.legacy:
+            from ..errors import FaceAtlasError
+
+            try:
+                return max(frame_threshold, float(self.atlas.operating_point(f"far={TRACK_FAR:g}").threshold))
+            except FaceAtlasError:
+                pass
+        return default_track_threshold(self.atlas.model_id, frame_threshold)
 
     def process(self, rgb: npt.NDArray[np.uint8], t: float, frame: int) -> FrameResult:
         """Analyse one RGB frame taken at ``t`` seconds; return its faces and the events it caused."""
         cfg = self.config
         self.frames += 1
         self._last = (frame, t)
-        dets = self.detector.detect(LoadedImage(rgb, "<video frame>"))
+        image = LoadedImage(rgb, "<video frame>")
+        cut = self.cuts is not None and self.cuts.update(rgb) and self.frames > 1
+        if cut and isinstance(self.tracker, ByteFaceTracker):
+            self.tracker.scene_cut(t)
+        dets = [f.detection for f in self.pipe.run(image, DETECT).faces]
+        qualities = [sighting_weight(d.score, d.box.width, d.box.height, self.full_quality_size) for d in dets]
         embed_rows = [i for i, d in enumerate(dets) if d.score >= cfg.high_score]
+        if isinstance(self.tracker, ByteFaceTracker) and embed_rows:
+            plan = self.tracker.embed_plan(t, [dets[i].box for i in embed_rows], [qualities[i] for i in embed_rows])
+            embed_rows = [i for i, p in zip(embed_rows, plan, strict=True) if p]
+        self.detections += len(dets)
+        self.embedded += len(embed_rows)
         emb_map: dict[int, npt.NDArray[np.float32]] = {}
         votes: dict[int, FrameVote] = {}
         if embed_rows:
-            vecs = self.embedder.embed_faces([(rgb, dets[i].landmarks) for i in embed_rows])
+            templates = self.pipe.run_heads([(image, dets[i]) for i in embed_rows], (EMBEDDING,))[EMBEDDING]
+            vecs = [t.vector for t in templates]
             emb_map = {i: vecs[k] for k, i in enumerate(embed_rows)}
             if self.resolver is not None:
-                fv = self.resolver.frame_votes(frame_vectors(list(vecs), self.embedder.dim))
+                fv = self.resolver.frame_votes(frame_vectors(vecs, self.dim))
                 votes = {i: fv[k] for k, i in enumerate(embed_rows)}
-        qualities = [quality(d.score, d.box.width, d.box.height, self.full_quality_size) for d in dets]
         inputs = [
             TrackerInput(
                 d.box,
@@ -233,7 +282,7 @@ class VideoAnalyzer:
             for i, d in enumerate(dets)
         )
         coasting = tuple((tid, box, self._known(tid)) for tid, box in self.tracker.predicted_boxes(t, REDACT_COAST_SECONDS))
-        return FrameResult(frame, t, faces, coasting, tuple(events))
+        return FrameResult(frame, t, faces, coasting, tuple(events), cut=cut)
 
     def finish(self) -> FrameResult:
         """End of stream: close every track (final identity decisions) and return the last events."""
@@ -294,7 +343,7 @@ def _overlays(result: FrameResult, mode: str | None = None) -> list[Overlay]:
         if f.identity is None:
             label = "?" if f.track is not None else f"{f.score:.2f}"
         else:
-            label = (f.identity.name or f.identity.person or "?") if known else "unknown"
+            label = f.identity.label or "unknown"
         out.append(Overlay(f.box, f.track, label, known))
     if mode is not None:
         for tid, box, known_track in result.coasting:
@@ -340,7 +389,7 @@ def analyze_frames(
     if (redact_mode is None) != (redact_to is None):
         raise InvalidInputError("invalid_input", "redaction needs both a mode (all|unknown) and an output file")
     if atlas is None:
-        from ..atlas import FaceAtlas
+        from ..facade import FaceAtlas
 
         atlas = FaceAtlas()
     with VideoSource(source) as src:

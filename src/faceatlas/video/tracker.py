@@ -38,6 +38,8 @@ from ..types import Box, FloatArray, _r
 log = logging.getLogger(__name__)
 
 _BLOCKED = 1e6
+#: Tracker implementations selectable with ``TrackerConfig.kind``.
+TRACKER_KINDS: tuple[str, ...] = ("bytetrack", "legacy")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,25 @@ class TrackerConfig:
     max_predict_seconds: float = 1.0
     velocity_smoothing: float = 0.5
     feature_momentum: float = 0.8
+    #: ``"bytetrack"`` (Kalman motion, calibrated appearance gates, scene cuts: :mod:`faceatlas.video.bytetrack`) or
+    #: ``"legacy"`` (this module's tracker with the raw-cosine gates ``veto_sim`` / ``reid_sim`` above).
+    kind: str = "bytetrack"
+    #: Appearance gates of the ``bytetrack`` tracker as impostor false-accept rates of the embedder's calibration:
+    #: a face below the ``veto_far`` score cannot join a track, a lost track resumes only at ``resume_far`` and a new
+    #: track continues a lost one (re-identification) only at ``reid_far``.
+    veto_far: float = 0.1
+    resume_far: float = 1e-3
+    reid_far: float = 1e-4
+    #: Seconds a lost track is still predicted by its motion; afterwards only re-identification can resume it.
+    coast_seconds: float = 1.0
+    #: Templates kept per track (its appearance gallery, several views of the face).
+    gallery_size: int = 10
+    #: A face on a clear, already identified track is embedded every ``embed_every`` frames, or sooner when its
+    #: quality beats the track's best by the factor ``embed_gain`` (1 = embed every face in every frame).
+    embed_every: int = 5
+    embed_gain: float = 1.15
+    #: Scene-cut sensitivity (colour-histogram distance between consecutive frames, 0..1); 0 turns detection off.
+    cut_threshold: float = 0.45
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low_score <= self.high_score <= 1.0:
@@ -72,6 +93,12 @@ class TrackerConfig:
             raise InvalidInputError("invalid_input", "lost_seconds and max_predict_seconds must be >= 0")
         if not 0.0 <= self.appearance_weight <= 1.0:
             raise InvalidInputError("invalid_input", "appearance_weight must be within [0, 1]")
+        if self.kind not in TRACKER_KINDS:
+            raise InvalidInputError("invalid_input", f"tracker kind must be one of {', '.join(TRACKER_KINDS)}")
+        if not all(0.0 < f < 1.0 for f in (self.veto_far, self.resume_far, self.reid_far)):
+            raise InvalidInputError("invalid_input", "veto_far, resume_far and reid_far must be within (0, 1)")
+        if self.embed_every < 1 or self.embed_gain < 1.0 or self.gallery_size < 1:
+            raise InvalidInputError("invalid_input", "embed_every and gallery_size must be >= 1, embed_gain >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise every parameter."""

@@ -1,0 +1,90 @@
+"""Remember which model files were already hashed, keyed by their stat identity, so startup skips re-hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+RECORD_NAME = "verified.json"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _identity(st: os.stat_result) -> list[int]:
+    """What must stay the same for a recorded hash to still describe the file."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, st.st_ctime_ns]
+
+
+class HashRecord:
+    """sha256 of files hashed before, trusted while (size, mtime_ns, inode, device, ctime_ns) are unchanged."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.path = cache_dir / RECORD_NAME
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict[str, object]] | None = None
+
+    def sha256(self, path: Path, verify: bool = False) -> str:
+        """The file's sha256: from the record when its identity is unchanged, else (or when ``verify``) hashed."""
+        st = path.stat()
+        key = str(path.absolute())
+        with self._lock:
+            entries = self._load()
+            hit = entries.get(key)
+            if not verify and hit is not None and hit.get("stat") == _identity(st):
+                return str(hit["sha256"])
+        digest = sha256_file(path)
+        after = path.stat()
+        if _identity(after) == _identity(st):  # unchanged while hashing: safe to remember
+            with self._lock:
+                self._entries = None  # merge with what other processes recorded meanwhile
+                entries = self._load()
+                entries[key] = {"stat": _identity(st), "sha256": digest}
+                self._save(entries)
+        return digest
+
+    def forget(self, path: Path) -> None:
+        """Drop a file's entry (after it was replaced or found damaged)."""
+        with self._lock:
+            entries = self._load()
+            if entries.pop(str(path.absolute()), None) is not None:
+                self._save(entries)
+
+    def _load(self) -> dict[str, dict[str, object]]:
+        """Entries from disk, read once per process; a missing or damaged record is empty."""
+        if self._entries is None:
+            try:
+                data = json.loads(self.path.read_text())
+                self._entries = {str(k): v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+        return self._entries
+
+    def _save(self, entries: dict[str, dict[str, object]]) -> None:
+        """Write the record atomically; a read-only cache just means hashing again next time."""
+        tmp = ""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".verified-", dir=self.path.parent)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(entries, fh, indent=0, sort_keys=True)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.debug("cannot save the model hash record %s: %s", self.path, exc)
+        finally:
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
