@@ -57,6 +57,7 @@ def summarize(audit: Audit) -> dict[str, object]:
         "ort_events_before": audit.ort_before,
         "ort_events_after": audit.ort_after,
         "problems": audit.problems,
+        "skipped_jobs": audit.skipped,
         "written_outside": {_rel(p, audit): sorted(c) for p, c in audit.outside().items()},
         "home_changes": audit.home_changes(),
         "tmpdir_changes": audit.tmp_changes(),
@@ -96,6 +97,8 @@ def print_summary(s: dict[str, object], title: str) -> None:
         value = s[key]
         print(f"{key}: {json.dumps(value) if value else 'none'}")
     print(f"socket calls: {json.dumps(s['socket_calls'])} ({s['traced_calls']} traced calls)")
+    if s["skipped_jobs"]:
+        print(f"skipped jobs: {json.dumps(s['skipped_jobs'])}")
     print(f"files in FACEATLAS_HOME afterwards: {json.dumps(s['faceatlas_home'])}")
 
 

@@ -168,8 +168,9 @@ def test_lean_preprocessing_gives_identical_detections(lfw_dir: Path, models_dir
         got = det.detect(img)
         expect = det._finish(_reference_raw(det, img.rgb), img.width, img.height)
         assert len(got) == len(expect), path
-        for a, b in zip(got, expect):
-            np.testing.assert_allclose([a.box.x1, a.box.y1, a.box.x2, a.box.y2], [b.box.x1, b.box.y1, b.box.x2, b.box.y2], atol=1e-4)
+        for a, b in zip(got, expect, strict=True):
+            box_a, box_b = [a.box.x1, a.box.y1, a.box.x2, a.box.y2], [b.box.x1, b.box.y1, b.box.x2, b.box.y2]
+            np.testing.assert_allclose(box_a, box_b, atol=1e-4)
             np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-4)
             assert abs(a.score - b.score) < 1e-6
             compared += 1

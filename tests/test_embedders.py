@@ -37,8 +37,8 @@ def test_ensemble_mixes_alignments(models_dir: Path, lfw_dir: Path) -> None:
     import dataclasses
 
     pytest.importorskip("dlib")
-    from faceatlas.facade import FaceAtlas
     from faceatlas.embed import create_embedder
+    from faceatlas.facade import FaceAtlas
 
     base = next(s for s in BUILTIN_MODELS if s.name == "sface")
     spec = dataclasses.replace(base, name="mix", architecture="ensemble", members=(("sface", 1.0), ("dlib-resnet", 3.0)),

@@ -270,3 +270,23 @@ def test_default_embed_imports_no_network_modules(tmp_path: Path) -> None:
         out = subprocess.run([sys.executable, "-c", code, str(lfw("Aaron_Eckhart", 1))], capture_output=True,
                              text=True, check=True, timeout=120)
     assert out.stdout.strip() == "", out.stdout
+
+
+def test_optimised_graph_cache_gives_identical_outputs_and_survives_damage(tmp_path: Path) -> None:
+    """The ORT-format copy saved on first load gives the same outputs; a damaged copy is rebuilt, not fatal."""
+    import numpy as np
+
+    store = ModelStore(models_dir=None, cache_dir=tmp_path, offline=True)
+    path = store.resolve("sface").runtime_path
+    x = np.random.default_rng(0).integers(0, 256, (2, 3, 112, 112)).astype(np.float32)
+    plain = create_session(path, threads=1).run(None, {"data": x})[0]
+    first = create_session(path, threads=1, cache_dir=tmp_path).run(None, {"data": x})[0]
+    saved = list((tmp_path / "optimized").glob("*.ort"))
+    assert len(saved) == 1 and saved[0].stat().st_size > 1_000_000
+    again = create_session(path, threads=1, cache_dir=tmp_path).run(None, {"data": x})[0]
+    np.testing.assert_array_equal(first, plain)
+    np.testing.assert_array_equal(again, plain)
+    saved[0].write_bytes(b"not an ORT model")
+    rebuilt = create_session(path, threads=1, cache_dir=tmp_path).run(None, {"data": x})[0]
+    np.testing.assert_array_equal(rebuilt, plain)
+    assert saved[0].stat().st_size > 1_000_000

@@ -408,3 +408,15 @@ def test_path_hash_is_keyed() -> None:
 
     a = GuardMiddleware(noop, 10, 1.0)._path_hash("/v1/collections/c/persons/jane")
     assert a != hashlib.sha256(b"/v1/collections/c/persons/jane").hexdigest()[:12] and len(a) == 12
+
+
+def test_l5_cli_refuses_out_of_range_thresholds(lfw_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    a, b = lfw("Abel_Pacheco", 1), lfw("Abel_Pacheco", 4)
+    for bad in ("-1.5", "far=0"):
+        proc = subprocess.run([sys.executable, "-m", "faceatlas", "verify", str(a), str(b), "--threshold", bad, "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0
+        assert json.loads(proc.stdout.splitlines()[0])["error"]["code"] == "invalid_threshold"

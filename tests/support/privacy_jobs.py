@@ -8,6 +8,7 @@ tried to reach. Inputs (LFW copies, a small clip) are made by the harness, outsi
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import re
@@ -90,6 +91,7 @@ def prepare_inputs(sb: Sandbox, lfw: Path) -> None:
         (sb.work / "people" / name).mkdir(parents=True, exist_ok=True)
         for n in range(1, 5):
             shutil.copy(lfw_photo(lfw, name, n), sb.work / "people" / name)
+    (sb.work / "milvus").mkdir(exist_ok=True)  # the folder the user names for a Milvus Lite gallery
     data = lfw_photo(lfw, PEOPLE[0], 5).read_bytes()
     (sb.work / "broken.jpg").write_bytes(data[: len(data) // 3])
     import cv2
@@ -155,6 +157,18 @@ def cli_steps() -> list[Step]:
         Step("identify-broken", ["identify", "-c", "staff", "broken.jpg"], expect_rc=2),
         Step("enroll-noface", ["enroll", "-c", "staff", "-p", "nobody", "noface.png"], expect_rc=2),
         Step("verify-missing", ["verify", "missing.jpg", colin[0]], expect_rc=2),
+    ]
+
+
+def milvus_steps() -> list[Step]:
+    """The same gallery work on a Milvus Lite gallery (an in-process gRPC server on loopback)."""
+    colin = [f"people/{PEOPLE[0]}/{PEOPLE[0]}_{n:04d}.jpg" for n in (1, 2)]
+    gallery = ["--gallery", "milvus-lite:milvus/g.db"]
+    return [
+        Step("milvus-enroll", ["enroll", "-c", "staff", "-p", "colin", *gallery, "--json", *colin], outputs=("milvus",)),
+        Step("milvus-identify", ["identify", "-c", "staff", *gallery, "--json", f"people/{PEOPLE[0]}/{PEOPLE[0]}_0004.jpg"],
+             outputs=("milvus",)),
+        Step("milvus-delete", ["person", "delete", "colin", "-c", "staff", *gallery, "--json"], outputs=("milvus",)),
     ]
 
 
@@ -418,7 +432,7 @@ def ort_seed(sb: Sandbox) -> int:
 
 # -- the whole audit -------------------------------------------------------------------------------------------------
 
-JOBS = ("cli", "rest", "video", "cluster", "eval", "rest-killed")
+JOBS = ("cli", "rest", "milvus", "video", "cluster", "eval", "rest-killed")
 
 # Files a run may leave in FACEATLAS_HOME (documented in README "Privacy"); anything else there is a finding.
 DOCUMENTED = (
@@ -428,6 +442,7 @@ DOCUMENTED = (
     re.compile(r"^cache/$"),
     re.compile(r"^cache/verified\.json$"),  # sha256 of model files already verified (path, size, mtime)
     re.compile(r"^cache/derived/(.+\.onnx(\.sha256)?)?$"),  # models rewritten once (SFace, YuNet fixes)
+    re.compile(r"^cache/optimized/([^/]+\.ort)?$"),  # onnxruntime's optimised form of each model, saved once
     re.compile(r"^cache/matplotlib/(fontlist-v[0-9.]+\.json)?$"),  # matplotlib's font list (eval plots)
     re.compile(r"^cache/eval/((templates|landmarks)-[^/]+\.npz)?$"),  # eval lfw / calibrate: per-image cache
     re.compile(r"^calibrations/([^/]+\.json)?$"),  # faceatlas calibrate without --out
@@ -448,6 +463,7 @@ class Audit:
     home_after: dict[str, tuple[int, int]] = field(default_factory=dict)
     tmp_before: dict[str, tuple[int, int]] = field(default_factory=dict)
     tmp_after: dict[str, tuple[int, int]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def trace(self) -> Trace:
@@ -518,8 +534,12 @@ def run_audit(root: Path, models: Path, lfw: Path, jobs: Sequence[str] = JOBS, *
     audit.ort_before = ort_seed(sb) if seed_ort else sb.ort_events()
     audit.home_before, audit.tmp_before = _snapshot(sb.home), _snapshot(sb.tmp)
     env = sb.env(allow_telemetry=allow_telemetry)
-    steps = {"cli": cli_steps, "video": video_steps, "cluster": cluster_steps, "eval": eval_steps}
+    steps = {"cli": cli_steps, "milvus": milvus_steps, "video": video_steps, "cluster": cluster_steps,
+             "eval": eval_steps}
     for job in jobs:
+        if job == "milvus" and importlib.util.find_spec("milvus_lite") is None:
+            audit.skipped.append("milvus (pip install 'faceatlas[milvus]')")
+            continue
         if job in steps:
             run = run_steps(sb, job, steps[job](), env)
             audit.problems += [f"{job}/{s.name}: exit {s.rc} (expected {s.expect_rc}): {s.stderr.strip()[-400:]}"

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FaceAtlasError
+from ..errors import FaceAtlasError, NotFoundError
 from ..types import Box
 from .algorithms import FloatMatrix, IntArray, _normalised
 from .results import ClusterFace
@@ -94,7 +94,7 @@ class ClusterState:
         """Read a state file written by :meth:`save` (``cluster_state_invalid`` when it is not one)."""
         p = Path(path)
         if not p.is_file():
-            raise FaceAtlasError("not_found", f"no cluster state file at {p}")
+            raise NotFoundError(f"no cluster state file at {p}")
         try:
             with np.load(p, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))

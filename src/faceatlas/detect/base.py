@@ -70,7 +70,7 @@ class OnnxDetector:
         self.name = spec.name
         self.model_sha256 = spec.sha256
         self.runtime_sha256 = resolved.runtime_sha256
-        self.session: Any = create_session(resolved.runtime_path, threads)
+        self.session: Any = create_session(resolved.runtime_path, threads, cache_dir=store.cache_dir)
         self.input_name: str = self.session.get_inputs()[0].name
         fixed = spec.input.size
         self.dynamic = fixed is None
@@ -176,7 +176,9 @@ class OnnxDetector:
         rw, rh = min(rw, cw), min(rh, ch)
         crop = image.rgb[y0:y1, x0:x1]
         interp = cv2.INTER_AREA if p.scale < 1 else cv2.INTER_LINEAR
-        resized = crop if (rw, rh) == (crop.shape[1], crop.shape[0]) else cv2.resize(crop, (rw, rh), interpolation=interp)
+        resized: npt.NDArray[np.uint8] = crop
+        if (rw, rh) != (crop.shape[1], crop.shape[0]):
+            resized = np.asarray(cv2.resize(crop, (rw, rh), interpolation=interp), np.uint8)
         outputs = self.session.run(list(self.spec.outputs), {self.input_name: self._fill_input(resized, cw, ch)})
         raw = self._decode(outputs, cw, ch, self.score_threshold)
         keep = np.ones(len(raw.scores), bool)

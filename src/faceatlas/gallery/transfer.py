@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from faceatlas.errors import FaceAtlasError, InvalidInputError
+from faceatlas.errors import FaceAtlasError, InvalidInputError, NotFoundError
 from faceatlas.gallery.crypto import (
     ALGORITHM,
     KdfParams,
@@ -189,7 +189,7 @@ class ExportReader:
     def __init__(self, path: str | os.PathLike[str], key: KeyMaterial | None) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FaceAtlasError("not_found", f"export file {self.path} does not exist", path=str(self.path))
+            raise NotFoundError(f"export file {self.path} does not exist", path=str(self.path))
         with self.path.open("r", encoding="utf-8") as fh:
             self.header, self._cipher = _read_header(self.path, fh, key)
         self._key = key

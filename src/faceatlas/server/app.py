@@ -109,6 +109,7 @@ def require(scope: str) -> Callable[..., Principal]:
         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
         api_key: Annotated[str | None, Security(_api_key_header)] = None,
     ) -> Principal:
+        # ``bearer`` and ``api_key`` only document the schemes in OpenAPI: the middleware already checked the key
         principal = authenticate(request)
         for param, what in (("collection", "collection"), ("person", "person id")):
             if param in request.path_params:

@@ -10,6 +10,7 @@ Revocation is read from the file on every request, so it takes effect at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -179,6 +180,14 @@ def load_pepper(path: Path) -> bytes:
             os.link(tmp, path)  # atomic: exactly one creator wins, nobody reads a half-written file
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links: an exclusive create instead
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                try:
+                    os.write(fd, tmp.read_bytes())
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         finally:
             tmp.unlink(missing_ok=True)
         data = path.read_bytes()

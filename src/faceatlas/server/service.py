@@ -217,17 +217,19 @@ class Service:
         return out
 
     def delete_face(self, collection: str, person: str, face_id: int, actor: str) -> dict[str, Any]:
-        """Delete one face of a person."""
+        """Delete one face of a person; ``erasure`` says whether its bytes are already wiped from disk."""
         with self._write_lock:
             self.face(collection, person, face_id, templates=False)
-            self.gallery.delete_sample(collection, face_id, actor=actor)
-        return {"deleted": {"collection": collection, "person": person, "face_id": face_id}}
+            result = self.gallery.delete_sample(collection, face_id, actor=actor)
+        return {"deleted": {"collection": collection, "person": person, "face_id": face_id},
+                "erasure": _erasure(result)}
 
     def delete_person(self, collection: str, person: str, actor: str) -> dict[str, Any]:
-        """Delete a person and every face of it."""
+        """Delete a person and every face of it; ``erasure`` says whether the bytes are already wiped from disk."""
         with self._write_lock:
-            n = self.gallery.delete_person(collection, person, actor=actor)
-        return {"deleted": {"collection": collection, "person": person, "faces": n}}
+            result = self.gallery.delete_person(collection, person, actor=actor)
+        return {"deleted": {"collection": collection, "person": person, "faces": int(result)},
+                "erasure": _erasure(result)}
 
     def models(self) -> dict[str, Any]:
         """The models this server runs and every model it knows."""
@@ -247,3 +249,7 @@ class Service:
             "models": known,
         }
 
+
+def _erasure(result: Any) -> str:
+    """``complete`` when a delete's bytes are gone from disk, ``pending`` while a background task still wipes them."""
+    return "complete" if getattr(result, "erased", True) else "pending"

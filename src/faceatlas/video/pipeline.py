@@ -22,7 +22,7 @@ from .identity import METHODS, FrameVote, HoldingResolver, IdentityDecision, Ide
 from .identity import track_threshold as default_track_threshold
 from .render import REDACT_MODES, Overlay, VideoWriter, annotate, redact
 from .source import SourceLike, VideoFrame, VideoInfo, VideoSource
-from .tracker import TRACKER_KINDS, FaceTracker, Track, TrackerConfig, TrackerInput, TrackEvidence
+from .tracker import TRACKER_KINDS, FaceTracker, Track, TrackerConfig, TrackerInput, TrackEvidence, TrackFace
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +211,9 @@ class VideoAnalyzer:
         self.frames = 0
         self.detections = 0
         self.embedded = 0
+        self.gallery = gallery
+        self.collection = collection
+        self._anonymous: dict[str, tuple[int, Any, TrackFace | None]] = {}  # ended unknown: track id, template, best
         self._last: tuple[int, float] = (0, 0.0)
 
     def _default_track_threshold(self, frame_threshold: float) -> float:
@@ -298,6 +301,25 @@ class VideoAnalyzer:
             return None
         return self.resolver.decide(evidence_from_track(track), method)
 
+    def promote(self, anonymous: str, person: str, name: str | None = None) -> int:
+        """Enrol an ended unknown track (by its anonymous id) as a sample of a gallery person, created when missing."""
+        from ..errors import NotFoundError
+        from ..types import Template
+
+        found = self._anonymous.get(anonymous)
+        if found is None or self.gallery is None or self.collection is None:
+            raise NotFoundError(f"no ended unknown track {anonymous!r} in this analysis", track=anonymous)
+        track_id, template, best = found
+        try:
+            self.gallery.get_person(self.collection, person)
+        except NotFoundError:
+            self.gallery.add_person(self.collection, person, name or person, {"source": "faceatlas video promote"})
+        ids = self.gallery.add_samples(self.collection, person, [Template(template, self.atlas.model_id)],
+                                       qualities=[best.quality if best else None], boxes=[best.box if best else None])
+        self._anonymous.pop(anonymous)
+        log.info("promoted %s (track %d) to %s", anonymous, track_id, person)
+        return int(ids[0])
+
     def _identity(self, track: int | None) -> IdentityDecision | None:
         """The identity announced for a track (None when untracked, undecided or without a gallery)."""
         if track is None or self.resolver is None:
@@ -325,6 +347,8 @@ class VideoAnalyzer:
                 out.append(VideoEvent("identity", track.id, track.end, track.end_frame, decision=final, previous=before))
             decision = self.resolver.current(track.id)
             self.resolver.forget(track.id)
+            if decision is not None and decision.person is None and decision.anonymous and track.template is not None:
+                self._anonymous[decision.anonymous] = (track.id, track.template, track.best)
         summary = track
         if decision is not None:
             from dataclasses import replace
