@@ -98,10 +98,13 @@ def cmd_attacks(args: argparse.Namespace) -> None:
 
 def read_scores(path: Path) -> dict[str, np.ndarray]:
     """Per-column score arrays of a score CSV (rows without a face dropped)."""
+    from faceatlas.analysis.liveness import fuse
+
     with path.open() as fh:
         rows = [r for r in csv.DictReader(fh) if r["fused"]]
-    return {k: np.array([float(r[k]) for r in rows]) for k in (*LIVE_MODELS, "fused")} | {
-        "image": np.array([r["image"] for r in rows])}
+    out = {k: np.array([float(r[k]) for r in rows]) for k in LIVE_MODELS}
+    out["fused"] = fuse([out[k] for k in LIVE_MODELS])  # recomputed: the CSV may predate a change of fusion rule
+    return out | {"image": np.array([r["image"] for r in rows])}
 
 
 def cmd_det(args: argparse.Namespace) -> None:
@@ -109,8 +112,11 @@ def cmd_det(args: argparse.Namespace) -> None:
     bona = read_scores(RESULTS_DIR / "analyze_bonafide.csv")
     att = read_scores(RESULTS_DIR / "analyze_attacks.csv")
     kinds = np.array([n.split("_")[0] for n in att["image"]])
+    with (RESULTS_DIR / "analyze_attacks.csv").open() as fh:
+        no_face = sum(1 for r in csv.DictReader(fh) if not r["fused"])
     out: dict[str, Any] = {"bona_fide_images": int(len(bona["fused"])), "attack_images": int(len(att["fused"])),
-                           "models": {}}
+                           "attack_images_without_a_detected_face": no_face,
+                           "attack_kinds": {k: int((kinds == k).sum()) for k in sorted(set(kinds))}, "models": {}}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,9 +126,9 @@ def cmd_det(args: argparse.Namespace) -> None:
     fig, ax = plt.subplots(figsize=(6, 6))
     for key in (*LIVE_MODELS, "fused"):
         b, a = bona[key], att[key]
-        ts = np.linspace(0, 1, 1001)
-        bpcer = np.array([(b < t).mean() for t in ts])
-        apcer = np.array([(a >= t).mean() for t in ts])
+        ts = np.unique(np.concatenate([b, a, np.linspace(0, 1, 1001)]))  # every score is a threshold
+        bpcer = np.searchsorted(np.sort(b), ts, side="left") / len(b)
+        apcer = 1 - np.searchsorted(np.sort(a), ts, side="left") / len(a)
         # Operating point: the highest threshold whose BPCER stays within the target (most attacks refused).
         ok = np.where(bpcer <= args.bpcer_target)[0]
         t_op = float(ts[ok.max()]) if len(ok) else 0.0
@@ -133,11 +139,17 @@ def cmd_det(args: argparse.Namespace) -> None:
                                 "apcer_by_attack": {k: float((a[kinds == k] >= t_op).mean()) for k in sorted(set(kinds))}},
             "eer": float((bpcer[eer_i] + apcer[eer_i]) / 2), "eer_threshold": float(ts[eer_i]),
         }
+        if key == "fused":
+            from faceatlas.analysis.liveness import DEFAULT_THRESHOLD as T
+
+            entry["library_default"] = {"threshold": T, "bpcer": float((b < T).mean()), "apcer": float((a >= T).mean()),
+                                        "apcer_by_attack": {k: float((a[kinds == k] >= T).mean())
+                                                            for k in sorted(set(kinds))}}
         out["models"][key] = entry
-        clip = lambda v: norm.ppf(np.clip(v, 1e-4, 1 - 1e-4))  # noqa: E731
+        clip = lambda v: norm.ppf(np.clip(v, 5e-4, 1 - 5e-4))  # noqa: E731
         ax.plot(clip(apcer), clip(bpcer), label=f"{key} (EER {entry['eer']:.1%})")
         ax.plot(clip(entry["operating_point"]["apcer"]), clip(entry["operating_point"]["bpcer"]), "o")
-    ticks = [0.001, 0.01, 0.05, 0.2, 0.5, 0.8]
+    ticks = [0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95]
     ax.set_xticks(norm.ppf(ticks), [f"{t:g}" for t in ticks])
     ax.set_yticks(norm.ppf(ticks), [f"{t:g}" for t in ticks])
     ax.set_xlabel("APCER (staged LFW print/screen replays)")

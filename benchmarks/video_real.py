@@ -10,11 +10,14 @@ and analysed through the public API (``faceatlas.video.analyze_frames``), for ea
 Per run (ground truth faces at least 50 % visible, at least 20 px tall; detections matched to them by IoU ≥ 0.3):
 
 - **wrong-name frames**: faces shown with an enrolled person's name that belongs to someone else (target 0);
-- **MOTA / IDF1 / ID switches / fragmentations** from ``motmetrics`` (ground-truth id = the person);
+- **MOTA / IDF1 / ID switches / fragmentations** from ``motmetrics`` (ground-truth id = the person), and IDF1 / ID
+  switches again with ground-truth id = the appearance (scene cuts and re-entries start new ids: one track per
+  person per appearance is then the perfect answer);
 - **tracks per appearance**: distinct track ids covering each true appearance (a continuous stay in one shot), mean;
 - **identity accuracy per frame** (shown label right: the enrolled person, or unknown for strangers; undecided faces
   count as wrong) and **per track** (its final identity equals the person it mostly followed);
-- **label changes**: how often a track's shown label changes once it has one (flicker; 0 is best);
+- **label changes**: how often a track's shown label changes once it has one (``unknown-3`` → a name included), and
+  **name changes**: how often a shown person's name changes to anything else (flicker; 0 is best);
 - frames/s of the whole analysis and the share of faces embedded (the saving of ``embed_every``).
 
 Also: one-person photo-sequence clips (several LFW photos of one person, cross-faded) → tracks and identity.
@@ -58,6 +61,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=60.0, help="clip length in seconds (default 60)")
     ap.add_argument("--fps", type=float, default=10.0, help="clip frame rate (default 10)")
     ap.add_argument("--models", default="sface,fusion", help="embedders to compare (default sface,fusion)")
+    ap.add_argument("--runs", default="legacy,bytetrack,noskip",
+                    help="analyses per model: legacy, bytetrack, noskip (bytetrack embedding every face)")
+    ap.add_argument("--no-photos", action="store_true", help="skip the one-person photo-sequence clips")
     ap.add_argument("--quick", action="store_true", help="30 s, sface only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--frames", type=Path, default=None, help="save annotated PNG frames of the sface bytetrack run here")
@@ -90,13 +96,14 @@ def score(results: list[Any], truth: list[list[TruthFace]], footage: Footage) ->
     import motmetrics as mm
 
     acc = mm.MOTAccumulator(auto_id=False)
+    acc_app = mm.MOTAccumulator(auto_id=False)  # ground-truth id = the appearance (a new shot or re-entry is new)
     person_id = {p: k for k, p in enumerate(footage.identities())}
     wrong_frames = wrong_unmatched = 0
     per_frame = Counter[str]()
     covering: dict[int, set[int]] = defaultdict(set)
     care_frames: Counter[int] = Counter()
     followed: dict[int, Counter[str]] = defaultdict(Counter)
-    shown: dict[int, list[str | None]] = defaultdict(list)
+    shown: dict[int, list[tuple[str, bool]]] = defaultdict(list)
     for r in results:
         if r.final:
             continue
@@ -111,8 +118,8 @@ def score(results: list[Any], truth: list[list[TruthFace]], footage: Footage) ->
             person = f.identity.person if f.identity is not None else None
             assert f.track is not None
             label = f.identity.label if f.identity is not None else None
-            if label is not None and (not shown[f.track] or shown[f.track][-1] != label):
-                shown[f.track].append(label)
+            if label is not None and (not shown[f.track] or shown[f.track][-1][0] != label):
+                shown[f.track].append((label, person is not None))
             if person is not None and (g is None or g.identity != person):
                 if g is None:
                     wrong_unmatched += 1
@@ -135,10 +142,12 @@ def score(results: list[Any], truth: list[list[TruthFace]], footage: Footage) ->
                 if iou >= 0.3:
                     dist[a, b] = 1.0 - iou
         acc.update([person_id[g.identity] for g in care], [faces[i].track for i in hyp], dist, frameid=r.frame)
+        acc_app.update([g.appearance for g in care], [faces[i].track for i in hyp], dist, frameid=r.frame)
     mh = mm.metrics.create()
     summary = mh.compute(acc, metrics=["mota", "idf1", "num_switches", "num_fragmentations", "recall", "precision",
                                        "mostly_tracked", "num_unique_objects"], name="run")
     mot = {k: float(summary[k].iloc[0]) for k in summary.columns}
+    per_app = mh.compute(acc_app, metrics=["idf1", "num_switches"], name="run")
     appearances = [a for a, n in care_frames.items() if n >= 5]
     frag = [len(covering[a]) for a in appearances if covering[a]]
     ends = {e.track: e for r in results for e in r.events if e.kind == "track_end"}
@@ -153,6 +162,8 @@ def score(results: list[Any], truth: list[list[TruthFace]], footage: Footage) ->
         "wrong_name_frames": wrong_frames,
         "wrong_name_unmatched_detections": wrong_unmatched,
         "mota": round(mot["mota"], 4), "idf1": round(mot["idf1"], 4), "id_switches": int(mot["num_switches"]),
+        "idf1_appearance": round(float(per_app["idf1"].iloc[0]), 4),
+        "id_switches_appearance": int(per_app["num_switches"].iloc[0]),
         "fragmentations": int(mot["num_fragmentations"]), "recall": round(mot["recall"], 4),
         "precision": round(mot["precision"], 4),
         "tracks": len(ends), "appearances": len(appearances),
@@ -163,6 +174,7 @@ def score(results: list[Any], truth: list[list[TruthFace]], footage: Footage) ->
         "identity_accuracy_track": round(track_ok / max(len(followed), 1), 4),
         "tracks_scored": len(followed), "tracks_named_wrong": track_wrong_name,
         "label_changes": sum(max(0, len(v) - 1) for v in shown.values()),
+        "name_changes": sum(1 for v in shown.values() for (_, named), _ in zip(v, v[1:], strict=False) if named),
     }
 
 
@@ -267,8 +279,10 @@ def main() -> None:
             _, templates = pick_photos(atlas, root / name, 4, 6, args.seed + ENROLLED.index(name))
             gallery.add_person("bench", name, name.replace("_", " "))
             gallery.add_samples("bench", name, templates)
-        variants = [("legacy", TrackerConfig(kind="legacy")), ("bytetrack", TrackerConfig()),
-                    ("bytetrack, embed every face", TrackerConfig(embed_every=1, embed_gain=1.0))]
+        wanted = {r.strip() for r in args.runs.split(",")}
+        variants = [(label, cfg) for key, label, cfg in (
+            ("legacy", "legacy", TrackerConfig(kind="legacy")), ("bytetrack", "bytetrack", TrackerConfig()),
+            ("noskip", "bytetrack, embed every face", TrackerConfig(embed_every=1, embed_gain=1.0))) if key in wanted]
         for label, cfg in variants:
             progress(f"{model}: {label}")
             keep = work / "annotated.mp4" if (model == "sface" and label == "bytetrack") else None
@@ -280,11 +294,12 @@ def main() -> None:
                 picks = [int(footage.fps * s) for s in (0.12 * duration, 0.17 * duration, 0.3 * duration,
                                                        0.5 * duration, 0.8 * duration, 0.95 * duration)]
                 report["annotated_frames"] = save_frames(keep, picks, args.frames)
-        if model == "sface":
+        if model == "sface" and not args.no_photos:
             report["photo_clips"] = photo_clips(atlas, gallery, sprites, work)
         gallery.close()
-    keys = ["wrong_name_frames", "mota", "idf1", "id_switches", "tracks_per_appearance", "identity_accuracy_frame",
-            "identity_accuracy_track", "label_changes", "tracks", "fps", "embedded_share"]
+    keys = ["wrong_name_frames", "mota", "idf1", "idf1_appearance", "id_switches", "tracks_per_appearance",
+            "identity_accuracy_frame", "identity_accuracy_track", "name_changes", "label_changes", "tracks", "fps",
+            "embedded_share"]
     print("| run | " + " | ".join(keys) + " |")
     print("|---|" + "---|" * len(keys))
     for name, row in report["runs"].items():

@@ -64,21 +64,54 @@ def test_lost_track_is_not_taken_by_a_stranger_in_its_place() -> None:
     assert run.ids("a").isdisjoint(run.ids("s")) and len(run.ids("s")) == 1
 
 
-def test_scene_cut_freezes_tracks_and_reidentifies_the_same_person() -> None:
+def test_scene_cut_ends_every_track() -> None:
     rng = np.random.default_rng(4)
     a, s = unit(rng), unit(rng)
     trk = tracker()
     run = Run(trk)  # type: ignore[arg-type]
     for _ in range(10):
         run.step({"a": det(300, 200, noisy(a, rng))})
-    trk.scene_cut(run.frame / FPS)
+    ended = trk.scene_cut(run.frame / FPS)
+    assert [tr.id for tr in ended] == list(run.ids("a")) and trk.active_ids == trk.lost_ids == []
     for _ in range(5):  # a stranger exactly where a was: a new track
         run.step({"s": det(300, 200, noisy(s, rng))})
-    trk.scene_cut(run.frame / FPS)
-    for _ in range(5):  # a again, elsewhere: re-identified, same id
-        run.step({"a2": det(600, 300, noisy(a, rng))})
-    assert run.ids("s").isdisjoint(run.ids("a")) and run.ids("a2") == run.ids("a")
-    assert trk.cuts == 2 and run.relinked == list(run.ids("a"))
+    assert run.ids("s").isdisjoint(run.ids("a")) and trk.cuts == 1 and not run.relinked
+
+
+def _voted(x: float, emb: np.ndarray, vote: str | None) -> TrackerInput:
+    """A detection whose face the gallery gave to ``vote`` (None = unknown)."""
+    d = det(x, 200, emb)
+    return TrackerInput(d.box, d.score, d.embedding, d.quality, vote, True, 0.5)
+
+
+def test_reidentification_needs_the_same_frame_votes() -> None:
+    rng = np.random.default_rng(14)
+    a = unit(rng)
+    look_alike = noisy(a, rng, 1.0)  # cosine about 0.7 with a: passes every appearance gate
+    run = Run(tracker(lost_seconds=10.0))  # type: ignore[arg-type]
+    for _ in range(8):
+        run.step({"a": _voted(100, noisy(a, rng), "ann")})
+    for _ in range(15):
+        run.step({})
+    for _ in range(4):  # looks like ann's track but the gallery does not think it is ann: not re-linked
+        run.step({"x": _voted(400, noisy(look_alike, rng, 0.1), None)})
+    for _ in range(15):
+        run.step({})
+    for _ in range(4):  # ann again: re-linked
+        run.step({"a2": _voted(600, noisy(a, rng), "ann")})
+    assert run.ids("x").isdisjoint(run.ids("a")) and run.ids("a2") == run.ids("a") and run.relinked == list(run.ids("a"))
+
+
+def test_lost_named_track_does_not_resume_on_someone_else() -> None:
+    rng = np.random.default_rng(15)
+    a = unit(rng)
+    run = Run(tracker())  # type: ignore[arg-type]
+    for _ in range(8):
+        run.step({"a": _voted(300, noisy(a, rng), "ann")})
+    run.step({})
+    for _ in range(3):
+        run.step({"b": _voted(302, noisy(a, rng, 1.0), "bob")})
+    assert run.ids("b").isdisjoint(run.ids("a"))
 
 
 def test_reentry_of_another_person_is_a_new_track() -> None:

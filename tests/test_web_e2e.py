@@ -15,6 +15,15 @@ from conftest import lfw
 from faceatlas.server.launcher import ServerProcess
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/lib/chromium/chromium")
+# no name lookups except loopback, no sync, pings, crash reports or autofill server traffic
+CHROMIUM_PRIVATE_ARGS = (
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    "--disable-sync",
+    "--no-pings",
+    "--disable-crash-reporter",
+    "--disable-features=AutofillServerCommunication",
+)
+BrowserEnv = dict[str, str | float | bool]  # what Playwright takes as a browser's environment
 
 
 def _chromium() -> str | None:
@@ -36,6 +45,19 @@ def browser_path() -> str:
     if path is None:
         pytest.skip("no system Chromium (apt-get install -y chromium)")
     return path
+
+
+@pytest.fixture()
+def browser_env(tmp_path: Path) -> BrowserEnv:
+    """Chromium's environment: a throwaway HOME and XDG folders, so nothing is written in the real home."""
+    home = tmp_path / "browser-home"
+    env: BrowserEnv = dict(os.environ)
+    env["HOME"] = str(home)
+    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"), ("XDG_DATA_HOME", ".local/share"),
+                     ("XDG_STATE_HOME", ".local/state"), ("XDG_RUNTIME_DIR", "run")):
+        (home / sub).mkdir(parents=True, mode=0o700)
+        env[var] = str(home / sub)
+    return env
 
 
 @pytest.fixture()
@@ -82,14 +104,16 @@ def _identify(page: Any, photo: Path) -> str:
 
 
 @pytest.mark.slow
-def test_enrol_identify_delete_in_the_browser(server: ServerProcess, browser_path: str, shots: Path) -> None:
+def test_enrol_identify_delete_in_the_browser(server: ServerProcess, browser_path: str, browser_env: BrowserEnv,
+                                              shots: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     assert server.admin_key is not None, server.logs()
     assert "shown only this once" in server.stdout_path.read_text()
     console_errors: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=browser_path, headless=True)
+        browser = pw.chromium.launch(executable_path=browser_path, headless=True, args=list(CHROMIUM_PRIVATE_ARGS),
+                                     env=browser_env)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1300})
             page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)

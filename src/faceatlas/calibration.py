@@ -297,9 +297,9 @@ def parse_threshold(value: str | float | ThresholdSpec) -> ThresholdSpec:
     """Parse ``0.42``, ``"0.42"``, ``"score=0.42"``, ``"far=1e-3"`` or ``"far:1e-3"`` into a :class:`ThresholdSpec`.
 
     Scores are cosine similarities, so a score threshold must lie in [-1, 1]; the sensible range for the bundled
-    models is about 0.2-0.6 (each model's default is in its manifest). A target FAR must lie in (0, 1]; useful
-    values are 1e-2 down to 1e-6, limited by how many impostor pairs the calibration measured. Anything else is
-    ``invalid_threshold``.
+    models is about 0.2-0.6 (each model's default is in its manifest). A target FAR must lie in the open interval
+    (0, 1): 0 cannot be calibrated and 1 would accept every impostor; useful values are 1e-2 down to 1e-6, limited by
+    how many impostor pairs the calibration measured. Anything else is ``invalid_threshold``.
     """
     if isinstance(value, ThresholdSpec):
         return value
@@ -321,8 +321,8 @@ def parse_threshold(value: str | float | ThresholdSpec) -> ThresholdSpec:
     if not math.isfinite(number):
         raise _invalid_threshold(value, "the value must be finite")
     if kind == "far":
-        if not 0.0 < number <= 1.0:
-            raise _invalid_threshold(value, "a FAR must be in (0, 1]")
+        if not 0.0 < number < 1.0:
+            raise _invalid_threshold(value, "a FAR must be in the open interval (0, 1)")
         return ThresholdSpec("far", number)
     return _score_spec(value, number)
 
@@ -331,19 +331,4 @@ def _score_spec(value: Any, number: float) -> ThresholdSpec:
     """A score threshold, refused outside the cosine range [-1, 1]."""
     if not -1.0 <= number <= 1.0:
         raise _invalid_threshold(value, "a score threshold is a cosine similarity and must be in [-1, 1]")
-    return ThresholdSpec("score", number)
-    if not isinstance(value, str):
-        raise _invalid_threshold(value, "expected a number or a string")
-    match = _THRESHOLD_RE.match(value)
-    kind, text = (match.group(1).lower(), match.group(2)) if match else ("score", value.strip())
-    try:
-        number = float(text)
-    except ValueError:
-        raise _invalid_threshold(value, "not a number") from None
-    if not math.isfinite(number):
-        raise _invalid_threshold(value, "the value must be finite")
-    if kind == "far":
-        if not 0.0 < number <= 1.0:
-            raise _invalid_threshold(value, "a FAR must be in (0, 1]")
-        return ThresholdSpec("far", number)
     return ThresholdSpec("score", number)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -11,7 +12,7 @@ import numpy.typing as npt
 from .detect import SelectPolicy
 from .errors import NoFaceError
 from .images import ColorOrder, ImageInput
-from .pipeline import DETECT, CropSpec, FaceBatch, FaceRequest, Pipeline
+from .pipeline import DETECT, EMBEDDING, CropSpec, FaceBatch, FaceRequest, Pipeline
 from .thresholds import cosine
 from .types import Detection, Face, Template, Verification
 
@@ -94,10 +95,15 @@ class FaceAtlas(Pipeline):
         face_a: int | None = None,
         face_b: int | None = None,
         max_faces: int | None = None,
+        liveness: bool = False,
     ) -> Verification:
-        """Are these two faces the same person? Echoes the score, threshold used and the faces compared."""
-        fa, na = self._face_for_verify(a, color, select, face_a, max_faces)
-        fb, nb = self._face_for_verify(b, color, select, face_b, max_faces)
+        """Are these two faces the same person? Echoes the score, threshold used and the faces compared.
+
+        ``liveness=True`` also runs the passive liveness head on both faces and refuses a suspected replay
+        (``spoof_suspected``).
+        """
+        fa, na = self._face_for_verify(a, color, select, face_a, max_faces, liveness)
+        fb, nb = self._face_for_verify(b, color, select, face_b, max_faces, liveness)
         assert fa.template is not None and fb.template is not None
         point = self.operating_point(threshold)
         score = self.compare(fa.template, fb.template)
@@ -116,11 +122,43 @@ class FaceAtlas(Pipeline):
 
     def _face_for_verify(
         self, x: ImageInput | Face, color: ColorOrder | None, select: SelectPolicy | None, index: int | None,
-        max_faces: int | None,
+        max_faces: int | None, liveness: bool = False,
     ) -> tuple[Face, int]:
-        """A templated face from an image or an already-embedded Face."""
+        """A templated face from an image or an already-embedded Face (checked for liveness when asked)."""
         if isinstance(x, Face):
             if x.template is None:
                 raise NoFaceError("the Face passed to verify has no template; use FaceAtlas.embed first")
-            return x, 1
-        return self.template(x, color=color, select=select, face_index=index, max_faces=max_faces)
+            face, n = x, 1
+        elif not liveness:
+            return self.template(x, color=color, select=select, face_index=index, max_faces=max_faces)
+        else:
+            result = self.run(x, FaceRequest(faces="one", select=select, face_index=index, color=color,
+                                             require_face=True, max_faces=max_faces, too_many="refuse",
+                                             heads=(EMBEDDING, "liveness")))
+            face, n = result.face, result.detected
+        if liveness:
+            from .analysis.liveness import require_live
+
+            require_live(face, str(x) if isinstance(x, (str, os.PathLike)) else "the image")
+        return face, n
+
+    def analyze(
+        self,
+        image: ImageInput,
+        heads: Sequence[str] | None = None,
+        *,
+        color: ColorOrder | None = None,
+        faces: str = "all",
+        select: SelectPolicy | None = None,
+        max_faces: int | None = None,
+    ) -> list[Face]:
+        """Faces with face-analysis estimates (default: age, gender, expression, pose, eyes, liveness) in ``face.heads``.
+
+        ``heads`` names any registered heads (``faceatlas.analysis.ANALYSIS_HEADS``, plus "embedding", "quality").
+        Every result is an estimate, computed on request and never stored with templates.
+        """
+        from .analysis import DEFAULT_HEADS
+
+        request = FaceRequest(faces=faces, select=select, color=color, max_faces=max_faces,  # type: ignore[arg-type]
+                              heads=tuple(DEFAULT_HEADS if heads is None else heads))
+        return list(self.run(image, request).faces)

@@ -65,10 +65,10 @@ class _SsrHead:
     def values(self, batch: FaceBatch) -> FloatArray:
         """The decoded value of every face."""
         m = self.model
-        crops = box_crops(batch, m.extra("crop_scale", 1.4), m.size)
+        crops = box_crops(batch, m.setting("crop_scale", 1.4), m.size)
         if not crops:
             return np.zeros((0,), np.float32)
-        return ssr_decode(m.run(m.prepare(crops)), m.extra("range", 1.0))
+        return ssr_decode(m.run(m.prepare(crops)), m.setting("range", 1.0))
 
 
 class AgeHead(_SsrHead):

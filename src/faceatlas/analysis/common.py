@@ -39,7 +39,7 @@ class AnalysisModel:
                 self._session = create_session(resolved.runtime_path, self._threads)
             return self._session
 
-    def extra(self, key: str, default: float) -> float:
+    def setting(self, key: str, default: float) -> float:
         """A number from the manifest entry's ``extra`` (crop scale, class index...)."""
         return float(self.spec.extra.get(key, default))
 
@@ -98,10 +98,10 @@ def box_crop(rgb: Crop, box: Sequence[float], scale: float, size: int) -> tuple[
         left, right = left - (right - w + 1), float(w - 1)
     if bottom > h - 1:
         top, bottom = top - (bottom - h + 1), float(h - 1)
-    l, t = max(int(left), 0), max(int(top), 0)
-    r, b = max(int(right) + 1, l + 1), max(int(bottom) + 1, t + 1)
-    crop = cv2.resize(rgb[t:b, l:r], (size, size), interpolation=cv2.INTER_LINEAR)
-    return crop, (float(l), float(t), float(r), float(b))
+    x0, y0 = max(int(left), 0), max(int(top), 0)
+    x1e, y1e = max(int(right) + 1, x0 + 1), max(int(bottom) + 1, y0 + 1)
+    crop: Crop = np.asarray(cv2.resize(rgb[y0:y1e, x0:x1e], (size, size), interpolation=cv2.INTER_LINEAR), np.uint8)
+    return crop, (float(x0), float(y0), float(x1e), float(y1e))
 
 
 def box_crops(batch: FaceBatch, scale: float, size: int) -> list[Crop]:
@@ -115,7 +115,7 @@ def shared(batch: FaceBatch, key: Any, make: Callable[[], T]) -> T:
     cache: dict[Any, Any] = batch.__dict__.setdefault("_analysis", {})
     if key not in cache:
         cache[key] = make()
-    return cache[key]  # type: ignore[no-any-return]
+    return cache[key]
 
 
 def softmax(x: FloatArray) -> FloatArray:

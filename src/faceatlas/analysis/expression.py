@@ -44,7 +44,7 @@ class ExpressionHead:
     def run(self, batch: FaceBatch) -> list[Expression]:
         """An :class:`Expression` per face."""
         m = self.model
-        crops = box_crops(batch, m.extra("crop_scale", 1.2), m.size)
+        crops = box_crops(batch, m.setting("crop_scale", 1.2), m.size)
         if not crops:
             return []
         probs = softmax(m.run(m.prepare(crops))[0])

@@ -64,7 +64,7 @@ def cut_square(rgb: Crop, x: int, y: int, side: int, size: int) -> Crop:
     pad = max(0, -x, -y, x + side - w, y + side - h)
     src = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else rgb
     region = src[y + pad:y + pad + side, x + pad:x + pad + side]
-    return cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA)
+    return np.asarray(cv2.resize(region, (size, size), interpolation=cv2.INTER_AREA), np.uint8)
 
 
 class LandmarksHead:
@@ -83,7 +83,7 @@ class LandmarksHead:
         m = self.model
         if not len(batch):
             return []
-        cuts = [box_crop(img.rgb, det.box.to_list(), m.extra("crop_scale", 1.2), m.size) for img, det in batch.items]
+        cuts = [box_crop(img.rgb, det.box.to_list(), m.setting("crop_scale", 1.2), m.size) for img, det in batch.items]
         raw = m.run(m.prepare([c for c, _ in cuts]))[0].reshape(-1, 68, 2)
         out = []
         for pts, (_, (left, top, right, bottom)) in zip(raw, cuts, strict=True):
@@ -109,12 +109,12 @@ class EyesHead:
         m = self.model
         if not len(batch):
             return []
-        pad = m.extra("eye_padding", 1.6)
+        pad = m.setting("eye_padding", 1.6)
         crops = []
         marks = self._pipeline.head(LANDMARKS68)
         assert isinstance(marks, LandmarksHead)
         for (img, _), pts in zip(batch.items, marks.points(batch), strict=True):
             for idx in (_EYE_IMAGE_LEFT, _EYE_IMAGE_RIGHT):
                 crops.append(cut_square(img.rgb, *eye_square(pts, idx, pad), m.size))
-        p_open = softmax(m.run(m.prepare(crops))[0])[:, int(m.extra("open_class", 1))]
+        p_open = softmax(m.run(m.prepare(crops))[0])[:, int(m.setting("open_class", 1))]
         return [Eyes(float(p_open[2 * i]), float(p_open[2 * i + 1])) for i in range(len(batch))]

@@ -1,8 +1,9 @@
 """Passive single-frame liveness (presentation-attack detection): a deterrent, not a certified PAD.
 
 Two small anti-spoofing networks look at the face with context (2.7x the box): MiniFASNetV2
-(Silent-Face-Anti-Spoofing) and faceplugin's MiniFASNet-SE-like model. Their probabilities of "real" are averaged;
-the face counts as live when the average reaches the operating point (see :data:`DEFAULT_THRESHOLD`).
+(Silent-Face-Anti-Spoofing) and faceplugin's MiniFASNet-SE-like model. Their probabilities of "real" are fused by
+averaging their log-odds (equal weights, not tuned); the face counts as live when the fused probability reaches the
+operating point (see :data:`DEFAULT_THRESHOLD`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .common import AnalysisModel, box_crops, r, softmax
 
@@ -22,9 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
 LIVENESS = "liveness"
 #: The models fused by default (probability of "real", averaged).
 LIVENESS_MODELS: tuple[str, ...] = ("minifasnet-v2", "faceplugin-liveness")
-#: Operating point on the fused score, chosen by benchmarks/analyze.py on LFW (bona fide) and staged replays:
-#: BPCER and APCER at this point are in README ("Face analysis").
-DEFAULT_THRESHOLD = 0.5
+#: Operating point on the fused score: the highest threshold keeping BPCER ≤ 5 % on all 13,233 LFW images
+#: (benchmarks/analyze.py det: BPCER 4.9 %, APCER 21 % on staged print/screen/phone replays; see README).
+DEFAULT_THRESHOLD = 0.24
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,12 @@ class Liveness:
                 "scores": {k: r(v) for k, v in self.scores.items()}}
 
 
+def fuse(scores: Sequence[npt.ArrayLike]) -> npt.NDArray[np.float64]:
+    """Fused probability of "real": the sigmoid of the mean log-odds of each model's probability."""
+    p = np.clip(np.stack([np.asarray(s, np.float64) for s in scores]), 1e-6, 1 - 1e-6)
+    return 1.0 / (1.0 + np.exp(-np.log(p / (1 - p)).mean(axis=0)))
+
+
 class LivenessHead:
     """The ``liveness`` head: both anti-spoofing models on 2.7x box crops, fused."""
 
@@ -61,9 +69,9 @@ class LivenessHead:
         """Each model's probability of "real" for every face."""
         out = {}
         for m in self.models:
-            crops = box_crops(batch, m.extra("crop_scale", 2.7), m.size)
+            crops = box_crops(batch, m.setting("crop_scale", 2.7), m.size)
             probs = softmax(m.run(m.prepare(crops))[0]) if crops else np.zeros((0, 3), np.float32)
-            out[m.name] = probs[:, int(m.extra("live_class", 1))]
+            out[m.name] = probs[:, int(m.setting("live_class", 1))]
         return out
 
     def run(self, batch: FaceBatch) -> list[Liveness]:
@@ -71,9 +79,26 @@ class LivenessHead:
         if not len(batch):
             return []
         per_model = self.scores(batch)
-        fused = np.mean(np.stack(list(per_model.values())), axis=0)
+        fused = fuse(list(per_model.values()))
         return [
             Liveness(float(s), bool(s >= self.threshold), self.threshold, self.model_id,
                      {k: float(v[i]) for k, v in per_model.items()})
             for i, s in enumerate(fused)
         ]
+
+
+def require_live(face: Any, source: str = "the image") -> Liveness:
+    """The face's liveness result; ``spoof_suspected`` when it is judged a replay (``invalid_input`` if not run)."""
+    from ..errors import FaceAtlasError, InvalidInputError
+
+    result = face.head(LIVENESS)
+    if not isinstance(result, Liveness):
+        raise InvalidInputError("invalid_input", f"{source}: the liveness head did not run on this face")
+    if not result.live:
+        raise FaceAtlasError(
+            "spoof_suspected",
+            f"{source}: liveness score {result.score:.3f} is below {result.threshold:g} (possible print or screen "
+            "replay; a single-frame passive check, not a certified PAD)",
+            score=round(result.score, 4), threshold=result.threshold,
+        )
+    return result

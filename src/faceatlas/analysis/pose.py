@@ -43,7 +43,7 @@ class PoseHead:
     def run(self, batch: FaceBatch) -> list[Pose]:
         """A :class:`Pose` per face."""
         m = self.model
-        crops = box_crops(batch, m.extra("crop_scale", 1.5), m.size)
+        crops = box_crops(batch, m.setting("crop_scale", 1.5), m.size)
         if not crops:
             return []
         yaw, pitch, roll = (softmax(o) @ np.arange(66, dtype=np.float32) * 3.0 - 99.0 for o in m.run(m.prepare(crops)))

@@ -5,12 +5,13 @@ Importing this package builds the app and nothing else: models, servers and plot
 
 from __future__ import annotations
 
-from . import cluster, enroll, evaluate, gallery, media, models, server, video
+from . import analyze, cluster, enroll, evaluate, gallery, media, models, server, video
 from .app import app, main
 
 app.command("detect")(media.detect)
 app.command("embed")(media.embed)
 app.command("verify")(media.verify)
+app.command("analyze")(analyze.analyze)
 app.add_typer(models.models_app, name="models")
 app.add_typer(evaluate.eval_app, name="eval")
 app.command("calibrate")(evaluate.calibrate)

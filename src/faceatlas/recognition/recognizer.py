@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -99,8 +100,14 @@ class Recognizer:
         actor: str | None = None,
         labels: Sequence[str] | None = None,
         hashes: Sequence[str | None] | None = None,
+        liveness: bool = False,
     ) -> Enrolment:
-        """Enrol a person (created when new) from several images; bad images are rejected with a reason."""
+        """Enrol a person (created when new) from several images; bad images are rejected with a reason.
+
+        ``liveness=True`` refuses faces the passive liveness check takes for a replay (``spoof_suspected``).
+        """
+        if liveness:
+            gates = replace(gates or QualityGates(), liveness=True)
         prepared: list[PreparedFace] = []
         rejected: list[Rejection] = []
         names = list(labels) if labels is not None else [label_of(img, i) for i, img in enumerate(images)]

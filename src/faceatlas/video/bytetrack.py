@@ -6,19 +6,26 @@ Per frame (:meth:`ByteFaceTracker.update`):
    ``coast_seconds``). A pair must be spatially plausible for the track's Kalman prediction (IoU, or centre distance
    within a radius that grows while the track is lost, similar size) and, when both sides carry templates, the face
    must not look unlike every view the track has seen (cosine below the calibrated ``veto`` gate). A lost track only
-   resumes on a face that looks like it (``resume`` gate), never on motion alone. Cost = 1 − closeness − appearance
-   bonus (+ a penalty for lost tracks); Hungarian assignment.
+   resumes on a face that looks like it (``resume`` gate), never on motion alone, and never on a face the gallery
+   gives to another person than the one the track's frame votes name. Cost = 1 − closeness − appearance bonus (+ a
+   penalty for lost tracks); Hungarian assignment.
 2. **Round 2** — low-score detections against the active tracks left over, by IoU alone (blurred or partly hidden
    faces keep their track).
 3. Unmatched high-score detections open tentative tracks, confirmed after ``min_hits`` consecutive frames. At
    confirmation a track is compared with the lost and dormant ones: when its mean template reaches the strict
-   ``reid`` gate with one of them, it continues that track (re-identification after an occlusion or an absence).
+   ``reid`` gate with one of them and their frame votes name the same person (or nobody), it continues that track
+   (re-identification after an occlusion or a short absence).
 4. Tracks not seen for ``coast_seconds`` become *dormant* (motion forgotten, only re-identification can resume them)
-   and end ``lost_seconds`` after they were last seen. A scene cut (:meth:`scene_cut`) makes every track dormant at
-   once, so no track can slide onto whoever is at its place in the next shot.
+   and end ``lost_seconds`` after they were last seen. A scene cut (:meth:`scene_cut`) ends every track at once, so
+   no track can slide, or be re-linked, onto whoever is at its place in the next shot.
 
 All appearance gates are cosines derived from the embedder's calibration (impostor false-accept rates, see
 :class:`AppearanceGates`), never fixed numbers shared by all models.
+
+Written here rather than taken from PyPI: ``boxmot`` is AGPL-3.0 and pulls PyTorch; ``norfair`` (BSD) pins
+``numpy<2`` and the unmaintained ``filterpy``; ``supervision``'s ByteTrack (MIT) has no appearance input, no
+re-identification and no scene cuts, and brings matplotlib, av and requests. The motion and association parts are
+small (NumPy + SciPy's Hungarian solver, already a ``video`` dependency).
 """
 
 from __future__ import annotations
@@ -103,6 +110,14 @@ class _Trk:
     since_embed: int = 0
     best_quality: float = 0.0
     faces: list[TrackFace] = field(default_factory=list)
+
+    def label(self) -> str | None:
+        """The person most of the track's frame-vote weight names (None: unknown, undecided or no gallery)."""
+        named = [(w, p) for p, w in self.votes.items() if p is not None]
+        if not named:
+            return None
+        w, person = max(named)
+        return person if w >= 0.5 * sum(self.votes.values()) else None
 
     def mean(self) -> FloatArray | None:
         """Quality-weighted mean template (normalised)."""
@@ -212,18 +227,13 @@ class ByteFaceTracker:
         horizon = self.config.max_predict_seconds
         return [(s.id, s.kf.predict_at(t, horizon)) for s in self._tracks if s.state == "lost" and t - s.last_t <= within]
 
-    def scene_cut(self, t: float) -> None:
-        """A new shot starts: drop tentative tracks and make every other one dormant (no motion carried over)."""
+    def scene_cut(self, t: float) -> list[Track]:
+        """A new shot starts: end every confirmed track (returned) and drop the tentative ones."""
         self.cuts += 1
-        kept = []
-        for s in self._tracks:
-            if s.state == "tentative":
-                continue
-            s.state = "dormant"
-            s.kf.stop()
-            kept.append(s)
-        self._tracks = kept
-        log.info("scene cut at t=%.2fs: %d tracks dormant", t, len(kept))
+        ended = [s.snapshot() for s in self._tracks if s.state != "tentative"]
+        self._tracks = []
+        log.info("scene cut at t=%.2fs: %d tracks ended", t, len(ended))
+        return ended
 
     def embed_plan(self, t: float, boxes: Sequence[Box], qualities: Sequence[float]) -> list[bool]:
         """Which detections need a template now: all but faces clearly on an established track (see ``embed_every``)."""
@@ -336,8 +346,9 @@ class ByteFaceTracker:
         if feat is None or self.gates is None:
             return None
         best, best_sim = None, self.gates.reid
+        label = new.label()
         for s in self._tracks:
-            if s.state not in ("lost", "dormant") or s.last_t >= new.first_t:
+            if s.state not in ("lost", "dormant") or s.last_t >= new.first_t or s.label() != label:
                 continue
             mean = s.mean()
             sim = -1.0 if mean is None else float(mean @ feat)
@@ -351,6 +362,8 @@ class ByteFaceTracker:
         g = self.gates
         if s.state == "lost" and s.gallery and (sim is None or g is None or sim < g.resume):
             return None  # a lost track only resumes on a face that looks like it
+        if s.state == "lost" and d.voted and s.label() is not None and d.vote != s.label():
+            return None  # ... and that the gallery does not give to someone else
         if sim is None or g is None:
             return 0.0
         if sim < g.veto:

@@ -234,8 +234,10 @@ class VideoAnalyzer:
         self._last = (frame, t)
         image = LoadedImage(rgb, "<video frame>")
         cut = self.cuts is not None and self.cuts.update(rgb) and self.frames > 1
+        events: list[VideoEvent] = []
         if cut and isinstance(self.tracker, ByteFaceTracker):
-            self.tracker.scene_cut(t)
+            for tr in self.tracker.scene_cut(t):
+                events.extend(self._end(tr))
         dets = [f.detection for f in self.pipe.run(image, DETECT).faces]
         qualities = [sighting_weight(d.score, d.box.width, d.box.height, self.full_quality_size) for d in dets]
         embed_rows = [i for i, d in enumerate(dets) if d.score >= cfg.high_score]
@@ -266,7 +268,6 @@ class VideoAnalyzer:
             for i, d in enumerate(dets)
         ]
         upd = self.tracker.update(t, frame, inputs)
-        events: list[VideoEvent] = []
         for tr in upd.started:
             events.append(VideoEvent("track_start", tr.id, tr.start, tr.start_frame, box=tr.faces[0].box))
         if self.resolver is not None:
