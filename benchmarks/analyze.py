@@ -5,13 +5,14 @@ attacks = LFW faces re-rendered by ``benchmarks/spoof_synth.py`` as print and sc
 ``benchmarks/results/analyze_*.{csv,json,png}``.
 
     python benchmarks/analyze.py bonafide                 # all 13,233 LFW images → analyze_bonafide.csv (resumable)
-    python benchmarks/analyze.py attacks --n 1200         # stage attacks (spoof_synth) and score them
+    python benchmarks/analyze.py attacks --n 1500         # stage attacks (spoof_synth.py) and score them
     python benchmarks/analyze.py det                      # BPCER/APCER per model and fused, DET plot, operating point
     python benchmarks/analyze.py gender                   # agreement with benchmarks/data/lfw_gender.csv + age spread
     python benchmarks/analyze.py pose                     # roll on in-plane rotations, yaw sign on mirrored images
     python benchmarks/analyze.py eyes                     # open LFW eyes vs eyes closed by hand-made edits
     python benchmarks/analyze.py expression-sheets        # top LFW faces per class → contact sheets (class order)
     python benchmarks/analyze.py speed                    # ms per face per head, all heads, next to the embedder
+    python benchmarks/analyze.py overlay                  # every head drawn on 8 LFW photos, to check by eye
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, default=default_data_dir())
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="bonafide: only the first N images (0 = all)")
-    ap.add_argument("--n", type=int, default=1200, help="attacks: how many to stage")
+    ap.add_argument("--n", type=int, default=1500, help="attacks: how many to stage")
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--bpcer-target", type=float, default=0.05)
     ADD_OPTIONS(ap)

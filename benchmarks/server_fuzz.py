@@ -54,6 +54,7 @@ HARDENING_CLASSES = [
     "multipart-deep-metadata", "json-deep-metadata", "big-int-face-id", "big-int-field", "path-like-id-body",
     "path-like-id-path", "bad-threshold", "cl-te", "unauth-big-upload", "wrong-secret", "xff-forged",
     "dup-auth-headers", "slow-headers", "png16-bomb", "palette-bomb", "gray-alpha16-bomb", "apng-frames",
+    "compat-unauth-big-upload",
 ]
 _RARE = {"slow-headers"}  # each takes the server's header timeout: sent at 1/20 of the others' rate
 
@@ -65,6 +66,16 @@ ENDPOINTS = [
     ("POST", "/v1/collections/fuzz/persons/p0/faces", "images"),
     ("POST", "/v1/collections/fuzz/persons", "fields"),
     ("POST", "/v1/collections", "fields"),
+]
+#: The CompreFace-compatible routes (issue #17) and the body each takes.
+COMPAT_ENDPOINTS = [
+    ("POST", "/api/v1/recognition/recognize", "file"), ("POST", "/api/v1/recognition/faces?subject=p1", "file"),
+    ("POST", "/api/v1/recognition/faces/{id}/verify", "file"), ("POST", "/api/v1/detection/detect", "file"),
+    ("POST", "/api/v1/verification/verify", "pair"), ("POST", "/api/v1/recognition/subjects", "subject"),
+    ("PUT", "/api/v1/recognition/subjects/p1", "subject"), ("POST", "/api/v1/recognition/faces/delete", "ids"),
+    ("GET", "/api/v1/recognition/faces", "none"), ("GET", "/api/v1/recognition/subjects/", "none"),
+    ("DELETE", "/api/v1/recognition/faces/{id}", "none"), ("DELETE", "/api/v1/recognition/faces?subject=p9", "none"),
+    ("DELETE", "/api/v1/recognition/subjects/p9", "none"),
 ]
 GET_PATHS = [
     "/v1/health", "/v1/models", "/v1/whoami", "/v1/collections", "/v1/collections/fuzz", "/v1/collections/fuzz/persons",
@@ -327,6 +338,8 @@ class Generator:
             return self.raw_case()
         if roll < 0.28:
             return self.get_case()
+        if roll < 0.43:
+            return CompatCases(self).case()
         method, path, shape = r.choice(ENDPOINTS)
         if r.random() < 0.05:
             method = r.choice(["PUT", "PATCH", "DELETE", "GET", "OPTIONS"])
@@ -480,6 +493,10 @@ class Generator:
             head = (f"POST {r.choice(['/v1/detect', '/v1/collections/fuzz/enroll'])} HTTP/1.1\r\nHost: x\r\n"
                     f"Content-Type: image/jpeg\r\nContent-Length: {14 * 1024 * 1024}\r\n\r\n").encode()
             return Case(kind, "POST", "/v1/detect", raw=head + r.randbytes(8192))
+        if name == "compat-unauth-big-upload":  # the CompreFace routes check the key before the body too
+            head = (f"POST {r.choice(COMPAT_ENDPOINTS)[1]} HTTP/1.1\r\nHost: x\r\nx-api-key: 00000000-0000-0000-0000-"
+                    f"000000000002\r\nContent-Type: image/jpeg\r\nContent-Length: {14 * 1024 * 1024}\r\n\r\n").encode()
+            return Case(kind, "POST", "/api/v1/recognition/recognize", raw=head + r.randbytes(8192))
         if name == "wrong-secret":
             key_id = self.key.split("_")[1]
             wrong = "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") for _ in range(43))
@@ -563,6 +580,69 @@ class Generator:
         raw = r.choice([b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", r.randbytes(200) + b"\r\n\r\n",
                         b"GET /v1/health\r\n\r\n", b"POST /v1/detect HTTP/1.1\r\nHost: x\r\n\r\n"])
         return Case("raw:garbage", raw=raw, protocol_level=True)
+
+
+class CompatCases:
+    """Malformed requests to the CompreFace-compatible routes (``/api/v1/``, ``x-api-key`` auth)."""
+
+    QUERY = {
+        "limit": ["0", "1", "-1", "abc", "9" * 30, "", "1.5"],
+        "prediction_count": ["1", "0", "101", "-3", "x", "9" * 25],
+        "det_prob_threshold": ["0.8", "0", "1", "1.01", "-0.1", "nan", "inf", "abc", ""],
+        "face_plugins": ["landmarks", "calculator,age,gender,pose,mask", ",,,", "x" * 400, "\u00e9", "age,,landmarks"],
+        "status": ["true", "True", "false", "maybe", ""],
+        "subject": ["p0", "", "x" * 300, "../..", "%00", "\u202e", "a/b"],
+        "page": ["0", "-1", "9" * 30, "a"], "size": ["1", "0", "1001", "x"],
+    }
+
+    def __init__(self, gen: Generator) -> None:
+        self.gen = gen
+        self.rng = gen.rng
+
+    def auth(self) -> dict[str, str]:
+        """Mostly CompreFace's ``x-api-key`` with the valid key; sometimes a UUID-style, broken or missing key."""
+        r = self.rng
+        if r.random() < 0.85:
+            return {"x-api-key": self.gen.key}
+        return r.choice([{}, {"x-api-key": "00000000-0000-0000-0000-000000000002"}, {"x-api-key": ""},
+                         {"x-api-key": self.gen.key[:-3] + "zzz"}, {"x-api-key": "k" * 5000}])
+
+    def case(self) -> Case:
+        """One request to a compat route: odd query values, broken images, odd ids and bodies."""
+        r = self.rng
+        method, path, shape = r.choice(COMPAT_ENDPOINTS)
+        if "{id}" in path:
+            path = path.replace("{id}", r.choice(["00000000-0000-0000-0000-000000000001", "1", "0", "-1", "abc",
+                                                  "9" * 40, "ffffffff-ffff-ffff-ffff-ffffffffffff", "%00"]))
+        if r.random() < 0.05:
+            method = r.choice(["PUT", "PATCH", "DELETE", "GET", "OPTIONS", "HEAD"])
+        query = "&".join(f"{k}={r.choice(v)}" for k, v in self.QUERY.items() if r.random() < 0.3)
+        if query:
+            path += ("&" if "?" in path else "?") + query
+        headers = self.auth()
+        body: bytes | None = None
+        if shape in ("file", "pair"):
+            names = ["file"] if shape == "file" else ["source_image", "target_image"]
+            if r.random() < 0.6:
+                parts = [(n, r.choice(["a.jpg", None, "../x.png"]), self.gen.image()[1], "image/jpeg") for n in names]
+                if r.random() < 0.2:
+                    parts = parts[:r.randint(0, len(parts))] + [(r.choice(["img", "image", ""]), "a.jpg", b"x", None)]
+                body, boundary = self.gen.multipart(parts)
+                headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+            else:
+                obj: Any = {n: self.gen.b64(self.gen.image()[1]) for n in names}
+                if r.random() < 0.2:
+                    obj = r.choice([[], None, {"file": 5}, {"file": ["a", "b"]}, "x"])
+                body, headers["Content-Type"] = json.dumps(obj).encode(), "application/json"
+        elif shape == "subject":
+            body = json.dumps(r.choice([{"subject": "p1"}, {"subject": self.gen.weird_text()}, {}, [], "x"]),
+                              default=str).encode()
+            headers["Content-Type"] = r.choice(["application/json", "text/plain", ""])
+        elif shape == "ids":
+            body = r.choice([json.dumps(["00000000-0000-0000-0000-000000000001", "x"]).encode(), b"[]", b"{",
+                             json.dumps(["1"] * 2000).encode(), json.dumps([1, None, {}]).encode(), b"null"])
+            headers["Content-Type"] = "application/json"
+        return Case(f"compat:{shape}", method, path, headers, body)
 
 
 # -- sending and checking ---------------------------------------------------------------------------------------------
@@ -838,6 +918,8 @@ def prime(url: str, key: str, images: dict[str, bytes]) -> None:
     first = next(v for k, v in images.items() if k.startswith("lfw-Tony_Blair-2"))
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
         r = c.post("/v1/collections/fuzz/enroll", data={"person": "p0"}, files={"images": ("a.jpg", first, "image/jpeg")})
+        r.raise_for_status()
+        r = c.post("/api/v1/recognition/faces?subject=p0", files={"file": ("a.jpg", first, "image/jpeg")})
         r.raise_for_status()
 
 

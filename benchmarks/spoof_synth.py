@@ -10,7 +10,7 @@ Each attack image is one LFW photo (chosen with a seeded RNG) put through a simu
   the phone smaller in the frame and tilted.
 
 These are simulations, not real attacks: they show what a single-frame check reacts to, not how it fares against
-real printers, screens or masks. ``python benchmarks/spoof_synth.py OUT_DIR --n 1200`` writes the images alone.
+real printers, screens or masks. ``python benchmarks/spoof_synth.py OUT_DIR --n 1500`` writes the images alone.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out", type=Path)
     ap.add_argument("--lfw", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/lfw/images")
-    ap.add_argument("--n", type=int, default=1200)
+    ap.add_argument("--n", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=14)
     args = ap.parse_args()
     made = render_attacks(sorted(args.lfw.glob("*/*.jpg")), args.out, args.n, args.seed)

@@ -9,7 +9,8 @@ and analysed through the public API (``faceatlas.video.analyze_frames``), for ea
 
 Per run (ground truth faces at least 50 % visible, at least 20 px tall; detections matched to them by IoU ≥ 0.3):
 
-- **wrong-name frames**: faces shown with an enrolled person's name that belongs to someone else (target 0);
+- **wrong-name frames**: faces shown with an enrolled person's name that belongs to someone else (target 0); also
+  named detections matching no true face at all (unless they lie on that person's own, partly off-screen face);
 - **MOTA / IDF1 / ID switches / fragmentations** from ``motmetrics`` (ground-truth id = the person), and IDF1 / ID
   switches again with ground-truth id = the appearance (scene cuts and re-entries start new ids: one track per
   person per appearance is then the perfect answer);
@@ -85,6 +86,13 @@ def match(det_boxes: list[Any], truth_boxes: list[Any], min_iou: float = 0.3) ->
     return assign(cost)
 
 
+def _inside(a: Any, b: Any) -> float:
+    """Share of box ``a`` inside box ``b``."""
+    w = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    h = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    return w * h / max(a.area, 1e-6)
+
+
 def cared(g: TruthFace, width: int, height: int) -> bool:
     """Whether a ground-truth face must be found: visible enough, tall enough, mostly inside the frame."""
     inside = max(0.0, min(g.box.x2, width) - max(g.box.x1, 0.0)) * max(0.0, min(g.box.y2, height) - max(g.box.y1, 0.0))
@@ -121,10 +129,10 @@ def score(results: list[Any], truth: list[list[TruthFace]], footage: Footage) ->
             if label is not None and (not shown[f.track] or shown[f.track][-1][0] != label):
                 shown[f.track].append((label, person is not None))
             if person is not None and (g is None or g.identity != person):
-                if g is None:
-                    wrong_unmatched += 1
-                else:
+                if g is not None:
                     wrong_frames += 1
+                elif not any(o.identity == person and _inside(f.box, o.box) >= 0.5 for o in gt):
+                    wrong_unmatched += 1  # (a named face at the frame edge, cut off, still belongs to its person)
             if g is not None and g in care:
                 assert f.track is not None
                 covering[g.appearance].add(f.track)

@@ -194,3 +194,13 @@ def test_cli_analyze_json_and_errors(lfw_dir: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "faceatlas", "analyze", str(lfw(*BLAIR)), "--heads", "zodiac"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "invalid_input" in bad.stderr
+
+
+def test_heads_resolve_without_importing_the_package(lfw_dir: Path) -> None:
+    code = ("import sys; from faceatlas import FaceAtlas; from faceatlas.pipeline import FaceRequest; "
+            "assert 'faceatlas.analysis' not in sys.modules; "
+            f"f = FaceAtlas().run({str(lfw(*BLAIR))!r}, FaceRequest(faces='one', heads=('pose',))).face; "
+            "print(f.head('pose').yaw)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) > 15

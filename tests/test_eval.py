@@ -79,13 +79,13 @@ def test_eval_folder_with_groups_and_pairs_csv(tmp_path: Path, people_dir: Path)
 def test_calibrate_then_far_threshold(tmp_path: Path, people_dir: Path) -> None:
     home = tmp_path / "home"
     env = {"FACEATLAS_HOME": str(home)}
-    proc = run("calibrate", str(people_dir), env=env)
+    proc = run("calibrate", str(people_dir), "--name", "mine", env=env)
     assert proc.returncode == 0, proc.stderr
-    cal_file = home / "calibrations" / "sface.json"
+    cal_file = home / "calibrations" / "mine.json"
     data = json.loads(cal_file.read_text())
     assert data["n_impostors"] == (24 * 23 // 2) - 6 * 6 and data["model_id"] == "sface"
     a, b = str(people_dir / "Tony_Blair/Tony_Blair_0001.jpg"), str(people_dir / "Tony_Blair/Tony_Blair_0002.jpg")
-    proc = run("verify", a, b,
+    proc = run("--calibration", "mine", "verify", a, b,
                "--threshold", "far=0.01", "--json", env=env)
     obj = json.loads(proc.stdout)
     assert obj["threshold_source"].startswith("far=0.01") and obj["far"] is not None
@@ -93,7 +93,7 @@ def test_calibrate_then_far_threshold(tmp_path: Path, people_dir: Path) -> None:
 
     cal = Calibration.load(cal_file)
     assert obj["threshold"] == pytest.approx(cal.threshold_for(0.01), abs=1e-4)
-    too_low = run("verify", a, b,
+    too_low = run("--calibration", "mine", "verify", a, b,
                   "--threshold", "far=1e-6", env=env)
     assert too_low.returncode == 2 and "[far_unresolvable]" in too_low.stderr
     assert "lowest resolvable FAR" in too_low.stderr

@@ -159,12 +159,14 @@ def test_embed_plan_skips_only_clear_established_faces() -> None:
         trk.update(k / FPS, k, [det(100, 100, noisy(a, rng), size=60), det(400, 100, noisy(b, rng), size=60)])
     t = 4 / FPS
     far = Box(70, 70, 130, 130)
-    assert trk.embed_plan(t, [far], [0.5]) == [False]  # clear, established, not better
-    assert trk.embed_plan(t, [far], [0.99]) == [True]  # clearly better quality
-    assert trk.embed_plan(t, [Box(600, 300, 660, 360)], [0.5]) == [True]  # nobody's: a new face
+    named = trk.active_ids
+    assert trk.embed_plan(t, [far], [0.5], named) == [False]  # clear, established, named, not better
+    assert trk.embed_plan(t, [far], [0.5]) == [True]  # not named yet: keeps gathering evidence
+    assert trk.embed_plan(t, [far], [0.99], named) == [True]  # clearly better quality
+    assert trk.embed_plan(t, [Box(600, 300, 660, 360)], [0.5], named) == [True]  # nobody's: a new face
     for k in range(4, 7):
         trk.update(k / FPS, k, [TrackerInput(far, 0.9, None, 0.5)])
-    assert trk.embed_plan(7 / FPS, [far], [0.5]) == [True]  # every ``embed_every`` frames
+    assert trk.embed_plan(7 / FPS, [far], [0.5], named) == [True]  # every ``embed_every`` frames
 
 
 def test_gates_come_from_the_calibration() -> None:

@@ -1,4 +1,4 @@
-"""The face tracker on synthetic detections: crossings, occlusion gaps, re-entries, low-score recovery, identities."""
+"""The legacy face tracker (``TrackerConfig(kind="legacy")``) on synthetic detections: crossings, gaps, re-entries, identities."""
 
 from __future__ import annotations
 

@@ -179,3 +179,34 @@ def test_enrol_identify_delete_in_the_browser(server: ServerProcess, browser_pat
     # script errors fail the test; refused requests (the wrong key's 401, an empty collection's 404) are expected
     assert not [e for e in console_errors if not e.startswith("Failed to load resource")], console_errors
     assert all((shots / f).stat().st_size > 5_000 for f in ("01-start.png", "03-identified.png", "05-phone.png"))
+
+
+@pytest.mark.slow
+def test_docs_render_without_network(server: ServerProcess, browser_path: str, browser_env: BrowserEnv,
+                                     shots: Path) -> None:
+    """/docs draws Swagger UI from the installed package: every request any other host than the server is blocked."""
+    from playwright.sync_api import expect, sync_playwright
+
+    outside: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, headless=True, args=list(CHROMIUM_PRIVATE_ARGS),
+                                     env=browser_env)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+
+            def gate(route: Any) -> None:
+                if route.request.url.startswith(server.url):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", gate)
+            page.goto(server.url + "/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("faceatlas", timeout=20_000)
+            expect(page.locator(".opblock-summary-path").first).to_be_visible()
+            assert page.locator(".opblock").count() >= 10
+            page.screenshot(path=str(shots / "docs-offline.png"))
+        finally:
+            browser.close()
+    assert outside == [], outside

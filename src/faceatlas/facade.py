@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +16,9 @@ from .images import ColorOrder, ImageInput
 from .pipeline import DETECT, EMBEDDING, CropSpec, FaceBatch, FaceRequest, Pipeline
 from .thresholds import cosine
 from .types import Detection, Face, Template, Verification
+
+if TYPE_CHECKING:
+    from .explain import Explanation
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +123,14 @@ class FaceAtlas(Pipeline):
             far=self.far(score),
             threshold_source=point.source,
         )
+
+    def explain(self, a: ImageInput | Face, b: ImageInput | Face, *, grid: int = 7,
+                threshold: float | str | None = None, color: ColorOrder | None = None,
+                face_a: int | None = None, face_b: int | None = None) -> Explanation:
+        """"Why this match": occlusion maps (score drop per greyed-out patch) over the two aligned faces."""
+        from .explain import explain_pair
+
+        return explain_pair(self, a, b, grid=grid, threshold=threshold, color=color, face_a=face_a, face_b=face_b)
 
     def _face_for_verify(
         self, x: ImageInput | Face, color: ColorOrder | None, select: SelectPolicy | None, index: int | None,

@@ -33,10 +33,14 @@ def _global(
     offline: Annotated[bool, typer.Option("--offline", help="Never download models.")] = False,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Threads per model session.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")] = False,
+    calibration: Annotated[str | None, typer.Option(
+        "--calibration", help="Score→FAR calibration for far=… thresholds: a name from 'faceatlas calibrate --name' "
+        "or a file (default: the shipped one).")] = None,
 ) -> None:
     """faceatlas — face recognition from the shell."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = GlobalOptions(models_dir=models_dir, offline=True if offline else None, threads=threads, verbose=verbose)
+    ctx.obj = GlobalOptions(models_dir=models_dir, offline=True if offline else None, threads=threads, verbose=verbose,
+                            calibration=calibration)
 
 
 def main() -> None:

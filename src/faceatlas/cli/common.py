@@ -32,6 +32,7 @@ class GlobalOptions:
     offline: bool | None = None
     threads: int | None = None
     verbose: bool = False
+    calibration: str | None = None
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
@@ -184,7 +185,8 @@ def make_atlas(ctx: typer.Context, **kwargs: Any) -> FaceAtlas:
     from ..facade import FaceAtlas
 
     opts = options(ctx)
-    settings: dict[str, Any] = {"models_dir": opts.models_dir, "offline": opts.offline, "threads": opts.threads}
+    settings: dict[str, Any] = {"models_dir": opts.models_dir, "offline": opts.offline, "threads": opts.threads,
+                                "calibration": opts.calibration}
     settings.update({k: v for k, v in kwargs.items() if v is not None})
     return FaceAtlas(**settings)
 

@@ -173,28 +173,36 @@ def eval_folder(
 def calibrate(
     ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="One sub-folder of images per person (an LFW images/ folder works).")],
-    out: Annotated[Path | None, typer.Option("--out", help="Calibration file (default: $FACEATLAS_HOME/calibrations).")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Name of this calibration (default: MODEL-FOLDER); saved as $FACEATLAS_HOME/calibrations/NAME.json "
+        "and used only when chosen with --calibration NAME.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the calibration to this file instead.")] = None,
     embedder: EmbedderOpt = "sface",
     detector: DetectorOpt = "yunet",
     flip: FlipOpt = False,
     select: EvalSelectOpt = "central",
     max_images: Annotated[int, typer.Option("--max-images", help="Use at most this many images (0 = all).")] = 0,
 ) -> None:
-    """Measure score → false-accept-rate for a model from every impostor pair of a labelled folder."""
+    """Measure score → false-accept-rate for a model from every impostor pair of a labelled folder.
+
+    The result is a named user calibration: it never replaces the shipped one; choose it with --calibration NAME.
+    """
     from .. import config
-    from ..evaluate.calibrate import calibrate_folder
+    from ..evaluate.calibrate import calibrate_folder, calibration_target
 
     fa = make_atlas(ctx, detector=detector, embedder=embedder, flip=flip)
+    label, target = calibration_target(config.home_dir() / "calibrations", fa.model_id, folder, name, out)
     with Bar("embedding") as bar:
         cal = calibrate_folder(fa, folder, select=select, max_images=max_images or None,
                                cache_dir=config.cache_dir() / "eval", progress=bar.update)
-    target = out or config.home_dir() / "calibrations" / f"{fa.model_id}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     cal.save(target)
     typer.echo(
-        f"calibration for {fa.model_id}: {cal.n_impostors} impostor and {cal.n_genuine} genuine pairs, "
+        f"calibration {label!r} for {fa.model_id}: {cal.n_impostors} impostor and {cal.n_genuine} genuine pairs, "
         f"lowest resolvable FAR {cal.min_far:.1e}; saved to {target}"
     )
     for far in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6):
         if far >= cal.min_far:
             typer.echo(f"  far={far:g} → threshold {cal.threshold_for(far):.4f}")
+    typer.echo(f"use it with: faceatlas --calibration {label} verify A B --threshold far=…  "
+               "(the shipped calibration stays the default)")

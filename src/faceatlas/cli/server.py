@@ -59,18 +59,39 @@ def serve(
     run_server(settings, echo=typer.echo)
 
 
+#: ``keys create --compreface SERVICE``: the scopes of each CompreFace service type.
+COMPREFACE_SCOPES = {"recognition": "read,enrol,delete", "detection": "read", "verification": "read"}
+
+
 @keys_app.command("create")
 def keys_create(
-    scope: Annotated[str, typer.Option("--scope", help="Comma-separated: read,enrol,delete,admin,templates.")],
+    scope: Annotated[str | None, typer.Option("--scope", help="Comma-separated: read,enrol,delete,admin,templates.")]
+    = None,
     collection: Annotated[
         list[str] | None, typer.Option("--collection", "-c", help="Allowed collection (repeatable; default all).")
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="A label for the key.")] = None,
+    compreface: Annotated[str | None, typer.Option(
+        "--compreface", help="A key for a CompreFace client: recognition|detection|verification (one collection; "
+                             "--scope adds scopes, e.g. templates).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API key; the key is printed once and only its salted hash is kept."""
+    from ..errors import InvalidInputError
     from ..server.keys import KeyStore
 
+    if compreface is not None:
+        service = compreface.strip().lower()
+        if service not in COMPREFACE_SCOPES:
+            raise InvalidInputError("invalid_input", f"--compreface takes one of {', '.join(COMPREFACE_SCOPES)}")
+        if collection and len(collection) > 1:
+            raise InvalidInputError("invalid_input", "a CompreFace key works on one collection (one --collection)")
+        # detection and verification never read a gallery: their key names an empty collection of its own
+        collection = collection or (["default"] if service == "recognition" else [f"compreface-{service}"])
+        scope = ",".join(s for s in (COMPREFACE_SCOPES[service], scope) if s)
+        name = name or f"compreface {service}"
+    elif scope is None:
+        raise InvalidInputError("invalid_input", "give --scope (or --compreface recognition|detection|verification)")
     record, token = KeyStore().create(scope, collection, name)
     if as_json:
         emit({**record.to_dict(), "key": token})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +74,24 @@ def calibrate_folder(
         f"{len(set(kept_labels))} people, all {len(impostor)} impostor pairs; select={select}, detector={atlas.detector_name}"
     )
     return Calibration.from_scores(atlas.model_id, impostor, genuine, source=source)
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+
+
+def calibration_target(folder_dir: Path, model_id: str, images: Path, name: str | None,
+                       out: Path | None) -> tuple[str, Path]:
+    """The name and file of a new user calibration; refuses names that would hide a shipped calibration."""
+    if out is not None:
+        return str(out), out
+    if name is None:
+        stem = re.sub(r"[^A-Za-z0-9._+-]+", "-", images.resolve().name).strip("-.") or "folder"
+        name = f"{model_id}-{stem}"
+    if not _NAME_RE.match(name) or name.endswith(".json"):
+        raise InvalidInputError("invalid_input", f"calibration name {name!r}: use letters, digits, '.', '_', '+', '-'")
+    if (resources.files("faceatlas") / "calibrations" / f"{name}.json").is_file():
+        raise InvalidInputError(
+            "invalid_input",
+            f"calibration name {name!r} is the shipped calibration's name; choose another with --name",
+        )
+    return name, folder_dir / f"{name}.json"

@@ -311,7 +311,7 @@ BUILTIN_MODELS += (
                  "index_offset_stage1", "index_offset_stage2", "index_offset_stage3"),
         sources=_faceplugin("fr_age.onnx"),
         description="SSR-Net age regression (years), crop 1.4x the face box",
-        extra={"crop_scale": 1.4, "range": 101.0},
+        extra={"crop_scale": 1.4, "range": 101.0, "flush_denormals": 1},
     ),
     ModelSpec(
         name="faceplugin-gender",
@@ -327,7 +327,9 @@ BUILTIN_MODELS += (
                  "index_offset_stage1", "index_offset_stage2", "index_offset_stage3"),
         sources=_faceplugin("fr_gender.onnx"),
         description="SSR-Net gender (0 = female, 1 = male), crop 1.4x the face box",
-        extra={"crop_scale": 1.4, "range": 1.0},
+        # 14,000 of its weights are float denormals (~1e-40): zeroed at load (so for age and landmarks too), same
+        # outputs, 15x faster on CPU.
+        extra={"crop_scale": 1.4, "range": 1.0, "flush_denormals": 1},
     ),
     ModelSpec(
         name="faceplugin-pose",
@@ -357,7 +359,7 @@ BUILTIN_MODELS += (
         outputs=("output",),
         sources=_faceplugin("fr_landmark.onnx"),
         description="68 facial landmarks (iBUG order) relative to a 1.2x crop of the face box, grey 64x64",
-        extra={"crop_scale": 1.2},
+        extra={"crop_scale": 1.2, "flush_denormals": 1},
     ),
     ModelSpec(
         name="faceplugin-eye",

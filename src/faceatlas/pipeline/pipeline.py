@@ -85,6 +85,7 @@ class Pipeline:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         store: ModelStore | None = None,
         detect_size: int | None = None,
+        calibration: str | Path | None = None,
     ) -> None:
         self.store = store or ModelStore(models_dir=models_dir, offline=offline)
         embedder, flip = split_flip(embedder, flip)
@@ -97,7 +98,9 @@ class Pipeline:
         self.color = color
         self.detector_options = DetectorOptions(det_score, min_face_size, multiscale, detect_size)
         self.max_pixels = max_pixels
-        self.calibrations = Calibrations(config.home_dir() / "calibrations")
+        # a user calibration (name or path) is used only when chosen here or in FACEATLAS_CALIBRATION
+        self.calibrations = Calibrations(config.home_dir() / "calibrations",
+                                         calibration if calibration is not None else config.get("FACEATLAS_CALIBRATION"))
         self._lock = threading.Lock()
         self._detector: OnnxDetector | None = None
         self._embedder: CropEmbedder | None = None

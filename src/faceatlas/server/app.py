@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import FaceAtlasError, NotFoundError
 from .auth import ANONYMOUS, Authenticator, Principal, limit_anonymous, peer, token_from_headers
+from .compreface import install as install_compreface
+from .docs import install_docs
 from .errors import ApiError
 from .inputs import bool_field, int_field, metadata_field, parse_body, printable, text_field, threshold_field
 from .keys import KeyStore
@@ -198,7 +200,7 @@ def create_app(settings: ServerSettings | None = None, *, service: Service | Non
         version=__version__,
         description="Face detection, verification, enrolment and identification over HTTP. "
                     "Every error is `{\"error\": {\"code\", \"message\", \"request_id\"}}`.",
-        docs_url="/docs",
+        docs_url=None,  # /docs is added by install_docs (local Swagger UI assets)
         redoc_url=None,
         lifespan=lifespan,
         responses=_ERROR_RESPONSES,
@@ -208,7 +210,9 @@ def create_app(settings: ServerSettings | None = None, *, service: Service | Non
                        pre_auth=ctx.authenticator.pre_auth if ctx.authenticator is not None else None)
     _install_error_handlers(app)
     _add_routes(app, ctx)
+    install_compreface(app)  # CompreFace-compatible /api/v1/ (on by default; same keys, limits and pipeline)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_docs(app)
     return app
 
 

@@ -120,7 +120,7 @@ class Authenticator:
         legacy scrypt record, slow by design, is checked on a worker thread.
         """
         path = str(scope.get("path", ""))
-        if not path.startswith("/v1/") or path in PUBLIC_API_PATHS:
+        if not path.startswith(("/v1/", "/api/v1/")) or path in PUBLIC_API_PATHS:
             return
         token = token_from_headers(list(scope.get("headers", [])))
         client = peer(scope)

@@ -9,10 +9,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from ..errors import FaceAtlasError, NotFoundError
+from ..errors import FaceAtlasError, ModelError, NotFoundError
 from ..facade import FaceAtlas
 from ..images import ImageInput, LoadedImage, load_image
 from ..pipeline import EMBEDDING, FaceRequest
@@ -40,6 +40,16 @@ def session_threads(settings: ServerSettings) -> int:
     from ..config import default_threads
 
     return max(1, default_threads() // (settings.workers * settings.jobs))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The faces of one image with the heads asked for, and how long each stage took (milliseconds)."""
+
+    width: int
+    height: int
+    faces: list[Face]
+    timings: dict[str, float]
 
 
 class Service:
@@ -141,6 +151,42 @@ class Service:
         result = self.atlas.verify(la, lb, threshold=threshold, max_faces=self.settings.max_faces)
         return {**result.to_dict(), "detector": self.atlas.detector_name}
 
+    def explain(self, a: Upload, b: Upload, threshold: float | str | None, grid: int) -> dict[str, Any]:
+        """"Why this match": occlusion maps over the two aligned faces (with the crops, as base64 PNG)."""
+        la, lb = self._load(a), self._load(b)
+        for loaded in (la, lb):
+            self._faces(loaded, with_templates=False)  # refuses more faces than the server's limit
+        return self.atlas.explain(la, lb, grid=grid, threshold=threshold).to_dict(include_crops=True)
+
+    def enroll_choice(self, collection: str, person: str, upload: Upload, *, face_index: int | None,
+                      multi_face: str, name: str | None, metadata: dict[str, Any] | None,
+                      actor: str) -> dict[str, Any]:
+        """Enrol one face of a group photo: the face at ``face_index`` (as /v1/detect numbers them) or by policy."""
+        import hashlib
+
+        from ..recognition.enrol import QualityGates, check_gates, enrol_request
+
+        loaded = self._load(upload)
+        policy = "largest" if face_index is not None else multi_face
+        request = enrol_request(policy).but(max_faces=self.settings.max_faces, too_many="refuse")  # type: ignore[arg-type]
+        if face_index is not None:
+            request = request.but(face_index=face_index, select=None)
+        try:
+            prepared = [check_gates(self.atlas.run(loaded, request), upload.label, policy, QualityGates())]  # type: ignore[arg-type]
+            rejected: list[Rejection] = []
+        except FaceAtlasError as exc:
+            prepared, rejected = [], [Rejection(upload.label, exc.code, exc.message)]
+        if prepared and prepared[0].image_sha256 is None:
+            prepared = [replace(prepared[0], image_sha256=hashlib.sha256(upload.data).hexdigest())]
+        with self._write_lock:
+            result = self.recognizer.enroll_prepared(collection, person, prepared, rejected, name=name,
+                                                     metadata=metadata, actor=actor)
+        if not result.sample_ids:
+            reasons = "; ".join(f"{r.image}: {r.code}" for r in result.rejected) or "no image"
+            raise ApiError("enrolment_rejected", f"no image could be enrolled ({reasons})",
+                           details={"rejected": [r.to_dict() for r in result.rejected]})
+        return {**result.to_dict(), "model_id": self.atlas.model_id, "face_index": face_index}
+
     def identify(self, collection: str, upload: Upload, k: int, threshold: float | str | None) -> dict[str, Any]:
         """Every face of an image with its top-k people and an open-set decision."""
         point = self.operating_point(threshold)
@@ -230,6 +276,157 @@ class Service:
             result = self.gallery.delete_person(collection, person, actor=actor)
         return {"deleted": {"collection": collection, "person": person, "faces": int(result)},
                 "erasure": _erasure(result)}
+
+    # -- CompreFace compatibility (server/compreface.py): analysis, nearest people, examples and subjects ------
+
+    def analyze(self, upload: Upload, heads: Sequence[str], min_score: float | None = None,
+                limit: int = 0) -> Analysis:
+        """The faces of an image, biggest first (at most ``limit``; 0: all), with ``heads`` run and timed per head."""
+        loaded = self._load(upload)
+        started = time.perf_counter()
+        found = self.atlas.run(loaded, FaceRequest(heads=())).faces
+        timings = {"detector": (time.perf_counter() - started) * 1000.0}
+        kept = sorted((f for f in found if min_score is None or f.score >= min_score),
+                      key=lambda f: f.box.width * f.box.height, reverse=True)
+        kept = kept[:limit] if limit > 0 else kept
+        if len(kept) > self.settings.max_faces:
+            raise ApiError("too_many_faces", f"{len(kept)} faces found; the limit is {self.settings.max_faces} "
+                                             "per image (pass a limit)")
+        if any(h not in (EMBEDDING, "quality", "crop") for h in heads):
+            import faceatlas.analysis  # noqa: F401 - registers the analysis heads (age, gender, pose, ...)
+        items = [(loaded, f.detection) for f in kept]
+        results: dict[str, list[Any]] = {}
+        for head in heads:
+            started = time.perf_counter()
+            try:
+                results[head] = self.atlas.run_heads(items, [head])[head] if items else []
+            except ModelError as exc:  # an optional analysis head whose model is not installed: left out
+                if head == EMBEDDING:
+                    raise
+                log.warning("head %s unavailable: %s", head, exc.message)
+                continue
+            timings[head] = (time.perf_counter() - started) * 1000.0
+        faces = [Face(f.detection, i, results[EMBEDDING][i] if EMBEDDING in results else None, None, None,
+                      {h: r[i] for h, r in results.items() if h != EMBEDDING}) for i, f in enumerate(kept)]
+        return Analysis(loaded.width, loaded.height, faces, timings)
+
+    def nearest(self, collection: str, templates: Sequence[Any], k: int) -> list[list[Any]]:
+        """The ``k`` most similar people of a collection for each template (empty lists when it does not exist)."""
+        if not templates:
+            return []
+        try:
+            self.gallery.get_collection(collection)
+        except NotFoundError:
+            return [[] for _ in templates]
+        return list(self.gallery.search(collection, list(templates), k=k))
+
+    def add_example(self, collection: str, subject: str, upload: Upload, min_score: float | None,
+                    actor: str) -> int:
+        """Enrol one photo (one face) for ``subject`` (created when new); the new sample id, or the rejection."""
+        from ..recognition.enrol import QualityGates
+
+        gates = QualityGates() if min_score is None else QualityGates(min_det_score=min_score)
+        loaded = self._load(upload)
+        import hashlib
+
+        with self._write_lock:
+            result = self.recognizer.enroll(collection, subject, [loaded], actor=actor, labels=[upload.label],
+                                            hashes=[hashlib.sha256(upload.data).hexdigest()], gates=gates)
+        if not result.sample_ids:
+            first = result.rejected[0] if result.rejected else Rejection(upload.label, "no_face", "no face")
+            raise FaceAtlasError(first.code, first.message)
+        return int(result.sample_ids[0])
+
+    def examples(self, collection: str, subject: str | None, offset: int, count: int) -> tuple[list[Any], int]:
+        """A page of ``(sample, subject)`` of a collection (or of one subject) in id order, and the total."""
+        try:
+            coll = self.gallery.get_collection(collection)
+        except NotFoundError:
+            return [], 0
+        people = [self.gallery.get_person(collection, subject)] if subject is not None else \
+            self.gallery.list_persons(collection)
+        total = people[0].samples if subject is not None else coll.samples
+        rows: list[Any] = []
+        seen = 0
+        for p in people:
+            if len(rows) >= count:
+                break
+            if seen + p.samples <= offset:
+                seen += p.samples
+                continue
+            for s in self.gallery.list_samples(collection, p.id):
+                if seen >= offset and len(rows) < count:
+                    rows.append((s, p.external_id))
+                seen += 1
+        return rows, total
+
+    def delete_examples(self, collection: str, sample_ids: Sequence[int], actor: str) -> list[tuple[int, str]]:
+        """Delete these samples of a collection (unknown ids are skipped); ``(id, subject)`` of each deleted one."""
+        done: list[tuple[int, str]] = []
+        with self._write_lock:
+            for sid in dict.fromkeys(sample_ids):
+                try:
+                    sample = self.gallery.get_sample(collection, sid)
+                    subject = self.gallery.get_person(collection, sample.person_id).external_id
+                    self.gallery.delete_sample(collection, sid, actor=actor)
+                except NotFoundError:
+                    continue
+                done.append((sid, subject))
+        return done
+
+    def subject_example_ids(self, collection: str, subject: str | None) -> list[int]:
+        """Ids of every sample of a subject (or of the whole collection); none when either does not exist."""
+        try:
+            people = [self.gallery.get_person(collection, subject)] if subject is not None else \
+                self.gallery.list_persons(collection)
+        except NotFoundError:
+            return []
+        return [s.id for p in people for s in self.gallery.list_samples(collection, p.id)]
+
+    def subjects(self, collection: str) -> list[str]:
+        """Every subject (person id) of a collection, in creation order (none when it does not exist)."""
+        try:
+            return [p.external_id for p in self.gallery.list_persons(collection)]
+        except NotFoundError:
+            return []
+
+    def add_subject(self, collection: str, subject: str, actor: str) -> None:
+        """Create a subject without faces (``conflict`` when it exists)."""
+        self.ensure_collection(collection)
+        self.gallery.add_person(collection, subject, actor=actor)
+
+    def rename_subject(self, collection: str, old: str, new: str, actor: str) -> None:
+        """Rename a subject; into an existing one its faces are merged (templates move, the old subject goes)."""
+        with self._write_lock:
+            source = self.gallery.get_person(collection, old)
+            if old == new:
+                return
+            samples = [self.gallery.get_sample(collection, s.id, include_template=True)
+                       for s in self.gallery.list_samples(collection, source.id)]
+            try:
+                target = self.gallery.get_person(collection, new)
+            except NotFoundError:
+                target = self.gallery.add_person(collection, new, name=source.name, metadata=dict(source.metadata),
+                                                 actor=actor)
+            if samples:
+                self.gallery.add_samples(collection, target.id, [s.template for s in samples],
+                                         qualities=[s.quality for s in samples],
+                                         detection_scores=[s.detection_score for s in samples],
+                                         boxes=[s.box for s in samples], actor=actor)
+            self.gallery.delete_person(collection, source.id, actor=actor)
+
+    def delete_subjects(self, collection: str, actor: str) -> int:
+        """Delete every subject of a collection with its faces; how many subjects went."""
+        with self._write_lock:
+            people = self.subjects(collection)
+            for person in people:
+                self.gallery.delete_person(collection, person, actor=actor)
+        return len(people)
+
+    def example(self, collection: str, sample_id: int) -> tuple[Any, str]:
+        """A stored sample with its template, and its subject (``not_found`` when absent)."""
+        sample = self.gallery.get_sample(collection, sample_id, include_template=True)
+        return sample, self.gallery.get_person(collection, sample.person_id).external_id
 
     def models(self) -> dict[str, Any]:
         """The models this server runs and every model it knows."""

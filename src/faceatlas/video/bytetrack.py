@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +53,9 @@ _CLAIM_IOU = 0.5
 _CLAIM_OTHER = 0.15
 #: Largest size ratio between a prediction and a detection for a motion match.
 _SIZE_RATIO = 2.0
-#: Templates a track needs before its faces may skip the embedder.
+#: Templates a track needs before its faces may skip the embedder: once named, and while not (yet) named.
 _MIN_EMBEDDED = 3
+_MIN_EMBEDDED_UNNAMED = 12
 
 
 @dataclass(frozen=True)
@@ -235,8 +236,13 @@ class ByteFaceTracker:
         log.info("scene cut at t=%.2fs: %d tracks ended", t, len(ended))
         return ended
 
-    def embed_plan(self, t: float, boxes: Sequence[Box], qualities: Sequence[float]) -> list[bool]:
-        """Which detections need a template now: all but faces clearly on an established track (see ``embed_every``)."""
+    def embed_plan(self, t: float, boxes: Sequence[Box], qualities: Sequence[float],
+                   named: Collection[int] = ()) -> list[bool]:
+        """Which detections need a template now: all but faces clearly on an established track (see ``embed_every``).
+
+        A track is established after ``_MIN_EMBEDDED`` templates when its id is in ``named`` (identified as a person),
+        else after ``_MIN_EMBEDDED_UNNAMED`` (an unknown face keeps gathering evidence a while longer).
+        """
         cfg = self.config
         live = [s for s in self._tracks if s.state != "dormant"]
         preds = [s.kf.predict_at(t, cfg.max_predict_seconds) for s in live]
@@ -249,7 +255,8 @@ class ByteFaceTracker:
                 out.append(True)
                 continue
             s = live[owners[0]]
-            out.append(s.embedded < _MIN_EMBEDDED or s.since_embed + 1 >= cfg.embed_every or q > cfg.embed_gain * s.best_quality)
+            need = _MIN_EMBEDDED if s.id in named else _MIN_EMBEDDED_UNNAMED
+            out.append(s.embedded < need or s.since_embed + 1 >= cfg.embed_every or q > cfg.embed_gain * s.best_quality)
         return out
 
     def update(self, t: float, frame: int, detections: Sequence[TrackerInput]) -> TrackerUpdate:

@@ -242,7 +242,9 @@ class VideoAnalyzer:
         qualities = [sighting_weight(d.score, d.box.width, d.box.height, self.full_quality_size) for d in dets]
         embed_rows = [i for i, d in enumerate(dets) if d.score >= cfg.high_score]
         if isinstance(self.tracker, ByteFaceTracker) and embed_rows:
-            plan = self.tracker.embed_plan(t, [dets[i].box for i in embed_rows], [qualities[i] for i in embed_rows])
+            named = [tid for tid in self.tracker.active_ids if self._known(tid)] if self.resolver is not None else \
+                self.tracker.active_ids
+            plan = self.tracker.embed_plan(t, [dets[i].box for i in embed_rows], [qualities[i] for i in embed_rows], named)
             embed_rows = [i for i, p in zip(embed_rows, plan, strict=True) if p]
         self.detections += len(dets)
         self.embedded += len(embed_rows)
