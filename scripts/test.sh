@@ -12,10 +12,12 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[dev]'
-# Debian's Chromium for the slow tests/test_web_e2e.py (Playwright drives it via executable_path; no browser download).
-if [ "${RUN_SLOW_TESTS:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-    || echo "warning: could not install chromium; the browser test will be skipped" >&2
+# Debian's Chromium for the browser tests (Playwright drives it via executable_path; no browser download) and strace
+# for the privacy audit (tests/test_privacy.py traces file and socket calls; those tests skip without it).
+if [ "${RUN_SLOW_TESTS:-0}" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+   && { ! command -v chromium >/dev/null 2>&1 || ! command -v strace >/dev/null 2>&1; }; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium strace >/dev/null) \
+    || echo "warning: could not install chromium/strace; the browser and trace tests will be skipped" >&2
 fi
 ruff check src tests benchmarks
 mypy

@@ -261,7 +261,8 @@ def build_router() -> APIRouter:
         done = await run_in_threadpool(svc.delete_examples, coll, ids, principal.actor)
         return JSONResponse({"deleted": len(done)})
 
-    @r.api_route("/recognition/faces/delete", methods=["POST", "DELETE"])
+    @r.post("/recognition/faces/delete")
+    @r.delete("/recognition/faces/delete", include_in_schema=False)  # some clients send the list with DELETE
     @compat
     async def delete_many(request: Request) -> JSONResponse:
         """Delete several examples by ``image_id`` (a JSON list); unknown ids are ignored."""
