@@ -254,7 +254,12 @@ def test_detection_service(client: TestClient, tokens: dict[str, str]) -> None:
     assert face["gender"]["value"] in ("male", "female") and 0.0 <= face["gender"]["probability"] <= 1.0
     assert set(face["pose"]) == {"pitch", "roll", "yaw"}
     assert {"detector", "age", "gender", "pose"} <= set(face["execution_time"])
-    assert {"detector", "age", "gender", "pose"} <= set(body["plugins_versions"])
+    assert set(body["plugins_versions"]) == {"detector", "age", "gender", "pose"}
+    # with the templates scope the calculator plugin answers: a unit-length embedding per face
+    r = client.post("/api/v1/detection/detect?face_plugins=calculator&status=true",
+                    headers=_h(tokens["rec_templates"]), files=_file(A, 1)).json()
+    emb = r["result"][0]["embedding"]
+    assert len(emb) == 128 and abs(sum(v * v for v in emb) - 1.0) < 1e-3 and "calculator" in r["plugins_versions"]
     r = client.post("/api/v1/detection/detect", headers=_h(tokens["det"]), files=_file(A, 1)).json()
     assert r["result"] and all(set(f) == {"box"} for f in r["result"])
     # a detection key sees only its own empty collection and cannot write
@@ -468,3 +473,20 @@ def test_compreface_sdk_060_documented_flow(live: Any) -> None:
 def test_compreface_sdk_python_106_flow(live: Any) -> None:
     python = _sdk_venv("compreface-sdk-python-1.0.6", ["compreface-sdk-python==1.0.6"], "compare")
     _check_flow(_run_flow(python, SDK_PYTHON_FLOW, live, _service_keys(live, "sdkpy106")))
+
+
+def test_limits_apply_to_compat_routes(client: TestClient, tokens: dict[str, str], keys: KeyStore) -> None:
+    svc = client.app.state.ctx.service  # type: ignore[attr-defined]
+    settings = ServerSettings(rate_limit=0.5, rate_burst=2, max_upload_bytes=50_000, warmup=False)
+    with TestClient(create_app(settings, service=Service(settings, atlas=svc.atlas, gallery=svc.gallery),
+                               keys=keys)) as c:
+        h = _h(tokens["reader"])
+        # the upload limit (413) holds before the key's body is read, as on /v1/
+        big = c.post("/api/v1/detection/detect", headers={**h, "Content-Type": "image/jpeg"}, content=b"x" * 60_000)
+        _cf_error(big, 413, 0, "request_too_large")
+        # the per-key rate limit (429 with Retry-After) counts compat requests too
+        statuses = [c.get("/api/v1/recognition/subjects", headers=h).status_code for _ in range(4)]
+        assert statuses[:1] == [200] and 429 in statuses
+        r = c.get("/api/v1/recognition/subjects", headers=h)
+        _cf_error(r, 429, 0, "rate_limited")
+        assert int(r.headers["retry-after"]) >= 1

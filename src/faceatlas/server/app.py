@@ -348,6 +348,19 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
         return _json(await svc.run(_deadline(request), svc.verify, body.image("image_a"), body.image("image_b"),
                                    threshold))
 
+    @app.post("/v1/explain", tags=["faces"], openapi_extra=_body_doc(
+        {"image_a": False, "image_b": False}, {"threshold": _THRESHOLD_DOC,
+                                               "grid": {"type": "integer", "minimum": 2, "maximum": 16}},
+        ["image_a", "image_b"]))
+    async def explain(request: Request, principal: Read) -> JSONResponse:
+        """Why this match: score drop per greyed-out patch of each aligned face (occlusion maps) and the crops."""
+        body = await parse_body(request, {"image_a": False, "image_b": False}, max_images=2)
+        threshold = threshold_field(body.fields)
+        grid = int_field(body.fields, "grid", 7, 2, 16)
+        svc = ctx.svc()
+        return _json(await svc.run(_deadline(request), svc.explain, body.image("image_a"), body.image("image_b"),
+                                   threshold, grid))
+
     # -- collections --
 
     @app.get("/v1/collections", tags=["collections"])
@@ -480,7 +493,9 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
 
     @app.post("/v1/collections/{collection}/enroll", tags=["recognition"], openapi_extra=_body_doc(
         {"images": True}, {"person": {"type": "string"}, "name": {"type": "string"},
-                           "metadata": {"type": "object"}}, ["person", "images"]))
+                           "metadata": {"type": "object"}, "face_index": {"type": "integer", "minimum": 0},
+                           "multi_face": {"type": "string", "enum": ["reject", "largest", "central", "score"]}},
+        ["person", "images"]))
     async def enroll(collection: str, request: Request, principal: Enrol) -> JSONResponse:
         """Enrol a person (created when new) from photos; each unusable photo is rejected with its reason."""
         _name_ok(collection, "collection")
@@ -492,6 +507,14 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
         if not uploads:
             raise ApiError("invalid_request", "the field 'images' needs at least one image")
         svc = ctx.svc()
+        face_index = int_field(body.fields, "face_index", -1, -1, 10_000)
+        multi_face = text_field(body.fields, "multi_face") or "reject"
+        if face_index >= 0 or multi_face != "reject":  # one face of a group photo, chosen by index or policy
+            if len(uploads) != 1 or multi_face not in ("reject", "largest", "central", "score"):
+                raise ApiError("invalid_request", "face_index / multi_face (largest|central|score) take exactly one image")
+            return _json(await svc.run(_deadline(request), lambda: svc.enroll_choice(
+                collection, person, uploads[0], face_index=face_index if face_index >= 0 else None,
+                multi_face=multi_face, name=name, metadata=metadata, actor=principal.actor)))
         return _json(await svc.run(_deadline(request), lambda: svc.enroll(
             collection, person, uploads, name=name, metadata=metadata, actor=principal.actor)))
 

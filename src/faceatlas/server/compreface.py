@@ -434,7 +434,7 @@ def _service_routes(r: APIRouter) -> None:
                 raise NoFaceError(NO_FACE)
             out: dict[str, Any] = {"result": [face_json(f, analysis, plugins, status) for f in analysis.faces]}
             if status:
-                out["plugins_versions"] = versions(svc, plugins)
+                out["plugins_versions"] = versions(svc, plugins, "calculator" in plugins)
             return out
 
         return JSONResponse(await svc.run(float(request.state.deadline), work))

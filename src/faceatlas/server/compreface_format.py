@@ -93,9 +93,11 @@ def _plugin(head: str) -> str:
     return "calculator" if head == "embedding" else head
 
 
-def versions(svc: Service, plugins: set[str]) -> dict[str, str]:
-    """``plugins_versions``: which faceatlas model answers for each stage."""
-    out = {"detector": f"faceatlas.{svc.atlas.detector_name}", "calculator": f"faceatlas.{svc.atlas.model_id}"}
+def versions(svc: Service, plugins: set[str], embedded: bool = True) -> dict[str, str]:
+    """``plugins_versions``: which faceatlas model answers for each stage (``calculator`` when templates were made)."""
+    out = {"detector": f"faceatlas.{svc.atlas.detector_name}"}
+    if embedded:
+        out["calculator"] = f"faceatlas.{svc.atlas.model_id}"
     out.update({p: f"faceatlas.{p}" for p in sorted(plugins) if p in ("age", "gender", "pose")})
     return out
 

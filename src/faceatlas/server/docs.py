@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -28,7 +29,7 @@ def swagger_assets() -> Path | None:
 def install_docs(app: FastAPI) -> None:
     """Add ``/docs`` to an app built with ``docs_url=None``: local assets when available, else FastAPI's CDN ones."""
     folder = swagger_assets()
-    urls: dict[str, str] = {}
+    urls: dict[str, Any] = {}
     if folder is None:
         log.warning("fastapi-offline is not installed: /docs loads Swagger UI from a CDN "
                     "(pip install 'faceatlas[server]' to serve it locally)")

@@ -176,8 +176,10 @@ class Service:
             rejected: list[Rejection] = []
         except FaceAtlasError as exc:
             prepared, rejected = [], [Rejection(upload.label, exc.code, exc.message)]
-        if prepared and prepared[0].image_sha256 is None:
-            prepared = [replace(prepared[0], image_sha256=hashlib.sha256(upload.data).hexdigest())]
+        if prepared:  # duplicate detection per (photo, face): each person of a group photo can be enrolled once
+            box = prepared[0].face.detection.box
+            mark = f"#face={box.x1:.0f},{box.y1:.0f},{box.x2:.0f},{box.y2:.0f}".encode()
+            prepared = [replace(prepared[0], image_sha256=hashlib.sha256(upload.data + mark).hexdigest())]
         with self._write_lock:
             result = self.recognizer.enroll_prepared(collection, person, prepared, rejected, name=name,
                                                      metadata=metadata, actor=actor)
