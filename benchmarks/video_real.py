@@ -26,6 +26,7 @@ Also: one-person photo-sequence clips (several LFW photos of one person, cross-f
     python benchmarks/video_real.py                   # 60 s, sface + fusion, legacy vs bytetrack (+ no-skip run)
     python benchmarks/video_real.py --quick           # 30 s, sface only
     python benchmarks/video_real.py --frames /tmp/v16 # also save a few annotated frames as PNG
+    python benchmarks/video_real.py --speed           # only frames/s: 20 s of 720p, 4 faces in every frame
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from faceatlas.video import TrackerConfig, analyze_frames
 from faceatlas.video.tracker import assign
 
 sys.path.insert(0, str(REPO / "tests"))  # the footage generators live in tests/support
-from support.footage import Footage, TruthFace, photo_clip, pick_photos, storyboard, write  # noqa: E402
+from support.footage import Footage, TruthFace, crowd, photo_clip, pick_photos, storyboard, write  # noqa: E402
 
 ENROLLED = ["Colin_Powell", "Tony_Blair", "Donald_Rumsfeld"]
 STRANGERS = ["Gerhard_Schroeder", "Ariel_Sharon", "Hugo_Chavez", "Jean_Chretien"]
@@ -65,6 +66,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--runs", default="legacy,bytetrack,noskip",
                     help="analyses per model: legacy, bytetrack, noskip (bytetrack embedding every face)")
     ap.add_argument("--no-photos", action="store_true", help="skip the one-person photo-sequence clips")
+    ap.add_argument("--speed", action="store_true",
+                    help="only the speed test: 20 s of 720p with four people on screen throughout, skip vs no skip")
     ap.add_argument("--quick", action="store_true", help="30 s, sface only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--frames", type=Path, default=None, help="save annotated PNG frames of the sface bytetrack run here")
@@ -256,9 +259,40 @@ def photo_clips(atlas: FaceAtlas, gallery: Gallery, sprites: dict[str, list[Any]
     return out
 
 
+def speed_test(args: argparse.Namespace, models: list[str], root: Path, work: Path) -> None:
+    """Frames/s on a 720p clip with four faces in every frame, with and without skipping embeddings."""
+    base = FaceAtlas(threads=args.threads)
+    people = ENROLLED + STRANGERS[:1]
+    sprites = {n: pick_photos(base, root / n, 1, 0, args.seed + k)[0] for k, n in enumerate(people)}
+    clip = crowd(people, fps=args.fps, seed=args.seed)
+    video = work / "crowd.mp4"
+    truth = write(clip, sprites, video)
+    report: dict[str, Any] = {"clip": {"seconds": clip.duration, "size": [clip.width, clip.height],
+                                       "faces_per_frame": [min(len(t) for t in truth), max(len(t) for t in truth)]},
+                              "runs": {}, "environment": environment()}
+    for model in models:
+        atlas = base if model == "sface" else FaceAtlas(embedder=model, threads=args.threads)
+        gallery = Gallery.open(work / f"speed_{model}.db")
+        gallery.create_collection("bench", atlas.model_id, atlas.embedder.model_sha256, atlas.embedder.dim)
+        for k, name in enumerate(ENROLLED):
+            gallery.add_person("bench", name, name)
+            gallery.add_samples("bench", name, pick_photos(atlas, root / name, 1, 6, args.seed + k)[1])
+        for label, cfg in (("skip", TrackerConfig()), ("no skip", TrackerConfig(embed_every=1, embed_gain=1.0))):
+            results, row = run(video, atlas, gallery, cfg)
+            row["wrong_name_frames"] = score(results, truth, clip)["wrong_name_frames"]
+            report["runs"][f"{model} / {label}"] = row
+            progress(f"{model} / {label}: {row['fps']} frames/s, {row['embedded_share']:.0%} of faces embedded")
+        gallery.close()
+    write_json(args.out or default_out("video_real_speed"), report)
+
+
 def main() -> None:
     """Build the footage, enrol, analyse with each embedder and tracker, score, print and save."""
     args = parse_args()
+    if args.speed:
+        speed_test(args, [m.strip() for m in args.models.split(",") if m.strip()], default_data_dir() / "lfw" / "images",
+                   Path(tempfile.mkdtemp(prefix="faceatlas-video-speed-")))
+        return
     duration = 30.0 if args.quick else args.duration
     models = ["sface"] if args.quick else [m.strip() for m in args.models.split(",") if m.strip()]
     root = default_data_dir() / "lfw" / "images"

@@ -40,7 +40,7 @@ from _common import REPO, default_data_dir, default_out, environment, print_tabl
 from faceatlas.errors import FaceAtlasError
 from faceatlas.facade import FaceAtlas
 from faceatlas.gallery import Gallery
-from faceatlas.video import analyze_frames, evidence_from_track
+from faceatlas.video import TrackerConfig, analyze_frames, evidence_from_track
 from faceatlas.video.identity import IdentityResolver
 from faceatlas.video.tracker import assign
 
@@ -66,6 +66,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--height", type=int, default=720)
     ap.add_argument("--keep", type=Path, default=None, help="also keep the video (and an annotated copy) in this folder")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    ap.add_argument("--tracker", default="bytetrack", choices=["bytetrack", "legacy"], help="tracker (default bytetrack)")
+    ap.add_argument("--embed-every", type=int, default=5, help="bytetrack: embed faces on named tracks every N frames")
     ap.add_argument("--out", type=Path, default=None, help="JSON results (default: benchmarks/results/video_synth.json)")
     return ap.parse_args()
 
@@ -166,7 +168,8 @@ def main() -> None:
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     annotated = (args.keep / "annotated.mp4") if args.keep else None
-    for r in analyze_frames(video, atlas, gallery, "bench", fps=args.analysis_fps, annotate_to=annotated):
+    tracker = TrackerConfig(kind=args.tracker, embed_every=args.embed_every, embed_gain=1.0 if args.embed_every == 1 else 1.15)
+    for r in analyze_frames(video, atlas, gallery, "bench", fps=args.analysis_fps, annotate_to=annotated, tracker=tracker):
         results.append(r)
         if not r.final and r.frame % 100 == 0:
             progress(f"  frame {r.frame}/{scene.frame_count}  {time.perf_counter() - t0:.0f}s")

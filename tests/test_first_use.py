@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import lfw
 
 from faceatlas.calibration import Calibration
 from faceatlas.errors import FaceAtlasError
@@ -83,3 +84,50 @@ def test_calibration_names_cannot_hide_a_shipped_one(tmp_path: Path) -> None:
     with pytest.raises(FaceAtlasError):
         calibration_target(tmp_path, "sface", tmp_path, "../evil", None)
     assert os.sep not in name
+
+
+def _portrait_on_busy_background(second_width: int | None, second_at: tuple[int, int] = (1500, 150)) -> np.ndarray:
+    """A large (≈1,200 px) upscaled LFW portrait pasted on a noisy, textured 1,800×1,400 background.
+
+    With ``second_width`` a second, different LFW face of that width is pasted at ``second_at``.
+    """
+    from conftest import lfw
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    h, w = 1400, 1800
+    yy, xx = np.mgrid[0:h, 0:w]
+    stripes = (127 + 80 * np.sin(xx / 9.0) * np.cos(yy / 13.0))[..., None]
+    bg = np.clip(stripes + rng.normal(0, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+    canvas = Image.fromarray(bg)
+    main = Image.open(lfw("Tony_Blair", 1)).crop((50, 40, 200, 210)).resize((1060, 1200), Image.LANCZOS)
+    canvas.paste(main, (250, 100))
+    if second_width is not None:
+        other = Image.open(lfw("Colin_Powell", 1)).crop((60, 50, 190, 200))
+        other = other.resize((second_width, int(second_width * 150 / 130)), Image.LANCZOS)
+        canvas.paste(other, second_at)
+    return np.asarray(canvas)
+
+
+def test_enrolment_ignores_a_far_smaller_second_face(atlas: FaceAtlas, lfw_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from faceatlas.pipeline import FaceRequest
+    from faceatlas.recognition.enrol import prepare_face
+
+    busy = tmp_path / "busy.png"
+    Image.fromarray(_portrait_on_busy_background(second_width=240)).save(busy)
+    faces = atlas.run(busy, FaceRequest(faces="all", heads=())).faces
+    widths = sorted(f.detection.box.width for f in faces)
+    assert len(faces) >= 2 and widths[0] < widths[-1] / 3, widths  # the small face is really detected
+    prepared = prepare_face(atlas, busy, source="busy.png")
+    assert prepared.face.detection.box.width == widths[-1]  # the main face is the one enrolled
+    same = atlas.compare(prepared.template, atlas.template(str(lfw("Tony_Blair", 2)))[0].template)  # type: ignore[arg-type]
+    assert same > 0.4
+    # two faces of similar size are still refused: nobody can tell which person is meant
+    pair = _portrait_on_busy_background(second_width=None)
+    two = tmp_path / "two.png"
+    Image.fromarray(np.ascontiguousarray(np.concatenate([pair[:, :1300], pair[:, :1300]], axis=1))).save(two)
+    with pytest.raises(FaceAtlasError) as info:
+        prepare_face(atlas, two, source="two.png")
+    assert info.value.code == "multiple_faces"

@@ -210,3 +210,160 @@ def test_docs_render_without_network(server: ServerProcess, browser_path: str, b
         finally:
             browser.close()
     assert outside == [], outside
+
+
+def _y4m_from_photo(photo: Path, out: Path, frames: int = 15) -> Path:
+    """A short 640×480 Y4M clip of one photo (Chromium's fake camera plays it in a loop)."""
+    import cv2
+    import numpy as np
+
+    img = cv2.imread(str(photo))
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    face = cv2.resize(img, (440, 440))
+    canvas[20:460, 100:540] = face
+    yuv = cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with out.open("wb") as fh:
+        fh.write(b"YUV4MPEG2 W640 H480 F15:1 Ip A1:1 C420jpeg\n")
+        for _ in range(frames):
+            fh.write(b"FRAME\n" + yuv)
+    return out
+
+
+def _group_photo(out: Path) -> Path:
+    """Tony Blair (left) and Colin Powell (right) side by side on one photo."""
+    from PIL import Image
+
+    canvas = Image.new("RGB", (500, 250))
+    canvas.paste(Image.open(lfw("Tony_Blair", 1)), (0, 0))
+    canvas.paste(Image.open(lfw("Colin_Powell", 1)), (250, 0))
+    canvas.save(out, quality=95)
+    return out
+
+
+def _connect(page: Any, url: str, key: str, collection: str) -> None:
+    """Open the page and connect with a key to a collection."""
+    page.goto(url + "/")
+    page.fill("#api-key", key)
+    page.fill("#collection", collection)
+    page.click("#connect")
+    _expect()(page.locator("#connect-status")).to_have_text(re.compile("^Connected"))
+
+
+@pytest.mark.slow
+def test_web_tour_on_desktop_and_phone(server: ServerProcess, browser_path: str, browser_env: BrowserEnv,
+                                       shots: Path, tmp_path: Path) -> None:
+    """Face picking, identify (known, unknown, failed), 1:1 compare, why-this-result, camera and delete."""
+    from playwright.sync_api import expect, sync_playwright
+
+    clip = _y4m_from_photo(lfw("Colin_Powell", 6), tmp_path / "camera.y4m")
+    group = _group_photo(tmp_path / "group.jpg")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"this is not an image")
+    camera_args = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                   f"--use-file-for-fake-video-capture={clip}"]
+    console_errors: list[str] = []
+    assert server.admin_key is not None
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, headless=True,
+                                     args=[*CHROMIUM_PRIVATE_ARGS, *camera_args], env=browser_env)
+        try:
+            for tag, viewport, scale in (("desktop", {"width": 1280, "height": 800}, 1),
+                                         ("phone", {"width": 390, "height": 844}, 2)):
+                ctx = browser.new_context(viewport=viewport, device_scale_factor=scale, permissions=["camera"])
+                page = ctx.new_page()
+                page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+                page.on("dialog", lambda d: d.accept())
+                _connect(page, server.url, server.admin_key, "tour-" + tag)
+                if tag == "desktop":  # centred layout: equal margins left and right
+                    box = page.locator("main").bounding_box()
+                    assert box is not None and abs(box["x"] - (1280 - box["x"] - box["width"])) < 20, box
+
+                _enrol(page, "Tony_Blair", "Tony Blair", [lfw("Tony_Blair", i) for i in (2, 3, 4)])
+
+                # a group photo: the page asks which face, the click on the drawn box enrols that one
+                page.fill("#enrol-person", "colin")
+                page.fill("#enrol-name", "Colin Powell")
+                page.set_input_files("#enrol-files", str(group))
+                page.click("#enrol-btn")
+                expect(page.locator("#enrol-picker")).to_be_visible(timeout=30_000)
+                assert page.locator("#enrol-faces button").count() >= 2
+                faces = page.evaluate("pickState.faces.map(f => f.box)")
+                right = next(i for i, b in enumerate(faces) if (b[0] + b[2]) / 2 > 250 and b[2] - b[0] > 60)
+                page.locator("#enrol-canvas").scroll_into_view_if_needed()
+                page.screenshot(path=str(shots / f"{tag}-1-enrol-pick.png"), full_page=False)
+                cbox = page.locator("#enrol-canvas").bounding_box()
+                assert cbox is not None
+                bx = faces[right]
+                ratio = cbox["width"] / 500
+                page.locator("#enrol-canvas").click(position={"x": (bx[0] + bx[2]) / 2 * ratio,
+                                                              "y": (bx[1] + bx[3]) / 2 * ratio})
+                expect(page.locator("#enrol-result")).to_have_text(re.compile(f"^Enrolled colin \\(face {right + 1} "),
+                                                                   timeout=30_000)
+                expect(page.locator("#enrol-picker")).to_be_hidden()
+
+                # a photo with no usable face: refused in red with a sentence, not a code
+                page.fill("#enrol-person", "nobody")
+                page.set_input_files("#enrol-files", [str(lfw("Tony_Blair", 5)), str(broken)])
+                page.click("#enrol-btn")
+                expect(page.locator("#enrol-result")).to_contain_text("not used", timeout=30_000)
+                assert page.locator("#enrol-result li.bad").count() == 1
+                assert "the file is not an image the server can read" in page.inner_text("#enrol-result li.bad")
+                red = page.eval_on_selector("#enrol-result li.bad", "e => getComputedStyle(e).color")
+                assert red == "rgb(198, 40, 40)", red
+
+                text = _identify(page, lfw("Colin_Powell", 4))
+                assert text.startswith("Colin Powell"), text
+                page.locator("#identify-card").scroll_into_view_if_needed()
+                page.screenshot(path=str(shots / f"{tag}-2-identify.png"), full_page=False)
+
+                text = _identify(page, lfw("Gerhard_Schroeder", 1))
+                assert text.startswith("unknown — no enrolled person reaches the threshold"), text
+                assert "Colin" not in text and "Tony" not in text
+                page.locator("#identify-card").scroll_into_view_if_needed()
+                page.screenshot(path=str(shots / f"{tag}-2b-unknown.png"), full_page=False)
+
+                # a failed identification leaves no earlier photo behind
+                page.set_input_files("#identify-file", str(broken))
+                page.click("#identify-btn")
+                expect(page.locator("#identify-status")).to_contain_text("Identification failed", timeout=30_000)
+                assert page.evaluate("document.getElementById('identify-canvas').width") == 0
+                assert page.inner_text("#identify-results") == ""
+
+                # 1:1 compare, then why
+                page.set_input_files("#verify-a", str(lfw("Tony_Blair", 1)))
+                page.set_input_files("#verify-b", str(lfw("Tony_Blair", 6)))
+                page.click("#verify-btn")
+                expect(page.locator("#verify-result")).to_contain_text("Same person", timeout=30_000)
+                assert "threshold" in page.inner_text("#verify-result")
+                page.locator("#verify-card").scroll_into_view_if_needed()
+                page.screenshot(path=str(shots / f"{tag}-3-verify.png"), full_page=False)
+                page.click("#explain-btn")
+                expect(page.locator("#explain-b")).to_have_attribute("data-painted", "1", timeout=60_000)
+                assert "relies most on" in (page.get_attribute("#explain-a", "aria-label") or "")
+                page.locator("#explain-view").scroll_into_view_if_needed()
+                page.screenshot(path=str(shots / f"{tag}-4-explain.png"), full_page=False)
+
+                # camera → identify
+                page.locator("#identify-card .camera-btn").click()
+                expect(page.locator("#camera")).to_be_visible()
+                expect(page.locator("#camera-video")).to_have_attribute("data-playing", "1", timeout=20_000)
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(shots / f"{tag}-5-camera.png"), full_page=False)
+                page.evaluate("document.querySelector('#identify-status').textContent = ''")
+                page.click("#camera-take")
+                expect(page.locator("#identify-status")).to_have_text(re.compile(r"face\(s\)"), timeout=30_000)
+                assert page.inner_text("#identify-results").startswith("Colin Powell")
+
+                # delete: earlier results naming people disappear
+                page.click("tr[data-person='colin'] button")
+                page.wait_for_selector("tr[data-person='colin']", state="detached")
+                assert page.inner_text("#identify-results") == ""
+                assert "cleared" in page.inner_text("#identify-status")
+
+                overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, overflow
+                page.screenshot(path=str(shots / f"{tag}-6-full.png"), full_page=True)
+                ctx.close()
+        finally:
+            browser.close()
+    assert not [e for e in console_errors if not e.startswith("Failed to load resource")], console_errors

@@ -62,8 +62,8 @@ class Explanation:
             "same": self.same,
             "model_id": self.model_id,
             "grid": self.grid,
-            "map_a": np.round(self.map_a, 4).tolist(),
-            "map_b": np.round(self.map_b, 4).tolist(),
+            "map_a": np.round(self.map_a.astype(np.float64), 4).tolist(),
+            "map_b": np.round(self.map_b.astype(np.float64), 4).tolist(),
             "max_drop": round(float(max(self.map_a.max(), self.map_b.max())), 4),
             "ms": round(self.seconds * 1000, 1),
         }

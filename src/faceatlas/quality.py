@@ -19,10 +19,16 @@ class Quality:
     sharpness: float
     frontal: float
     confidence: float
+    #: What ``frontal`` was measured from: "landmarks" (nose offset proxy) or "pose" (the pose head's yaw/pitch).
+    frontal_from: str = "landmarks"
 
 
-def face_quality(det: Detection, crop: npt.NDArray[np.uint8] | None = None) -> Quality:
-    """Quality of a detected face; ``crop`` (the aligned 112×112 crop) adds a sharpness term."""
+def face_quality(det: Detection, crop: npt.NDArray[np.uint8] | None = None,
+                 pose: tuple[float, float] | None = None) -> Quality:
+    """Quality of a detected face; ``crop`` (the aligned 112×112 crop) adds a sharpness term.
+
+    ``pose`` (yaw, pitch in degrees, from the pose head) replaces the landmark yaw proxy in the frontal factor.
+    """
     lm = det.landmarks.astype(np.float64)
     eye_dist = float(np.linalg.norm(lm[1] - lm[0]))
     # Inter-ocular distance: ~40 px in a 112 crop is native resolution; below ~10 px little identity is left.
@@ -35,9 +41,17 @@ def face_quality(det: Detection, crop: npt.NDArray[np.uint8] | None = None) -> Q
     normal = np.array([-axis[1], axis[0]]) / length
     offset = abs(float(np.dot(lm[2] - eye_mid, normal))) / length
     frontal = float(np.clip(1.0 - offset / 0.6, 0.0, 1.0))
+    if pose is not None:
+        frontal = pose_frontal(*pose)
     sharp = 1.0 if crop is None else _sharpness(crop)
     conf = float(np.clip(det.score, 0.0, 1.0))
-    return Quality(size * sharp * frontal * conf, size, sharp, frontal, conf)
+    return Quality(size * sharp * frontal * conf, size, sharp, frontal, conf,
+                   "landmarks" if pose is None else "pose")
+
+
+def pose_frontal(yaw: float, pitch: float) -> float:
+    """Frontality in [0, 1] from head pose: 1 when facing the camera, 0 at 90° of yaw or pitch (linear in each)."""
+    return float(np.clip(1.0 - abs(yaw) / 90.0, 0.0, 1.0) * np.clip(1.0 - abs(pitch) / 90.0, 0.0, 1.0))
 
 
 def _sharpness(crop: npt.NDArray[np.uint8]) -> float:

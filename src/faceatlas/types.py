@@ -245,11 +245,15 @@ class Identification:
     threshold_source: str
     model_id: str
     margin: float | None = None
+    #: Liveness verdict when identification ran with ``liveness=True`` (a spoof is not searched: no decision).
+    live: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise; ``person`` is null when the face is unknown (``score`` is the best match's similarity)."""
         face = self.face.to_dict()
         face["detection_score"] = face.pop("score")
+        if self.live is not None:
+            face["live"] = self.live
         return {
             **face,
             "person": None if self.decision is None else self.decision.external_id,

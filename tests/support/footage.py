@@ -435,3 +435,21 @@ def pick_photos(atlas: Any, folder: str | os.PathLike[str], show: int, enrol: in
         elif len(templates) < enrol:
             templates.append(face.template)
     return sprites, templates
+
+
+def crowd(people: Sequence[str], *, duration: float = 20.0, fps: float = 10.0, width: int = 1280, height: int = 720,
+          seed: int = 0) -> Footage:
+    """One continuous shot with every person on screen the whole time, wandering and turning (a speed test clip)."""
+    rng = np.random.default_rng(seed)
+    walks = []
+    for k, who in enumerate(people):
+        lane = (k + 0.5) / len(people)
+        keys: list[Key] = []
+        for i in range(6):
+            t = duration * i / 5
+            keys.append((t, float(rng.uniform(lane - 0.08, lane + 0.08)) * width, float(rng.uniform(0.3, 0.6)) * height,
+                         float(rng.uniform(80, 140))))
+        turn = float(rng.uniform(0.2, 0.6)) * duration
+        walks.append(Walk(who, k + 1, tuple(keys), (0,), ((turn, turn + 2.0, float(rng.choice([-0.8, 0.8]))),)))
+    cam = ((0.0, width / 2, height / 2, 1.0), (duration, width / 2 + 0.05 * width, height / 2, 1.08))
+    return Footage(width, height, fps, (Shot(0.0, duration, tuple(walks), cam, 5),), seed=seed)

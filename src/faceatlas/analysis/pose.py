@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .common import AnalysisModel, box_crops, softmax
+from .common import AnalysisModel, box_crops, shared, softmax
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import FaceBatch, Pipeline
@@ -41,7 +41,11 @@ class PoseHead:
         self.model = AnalysisModel(pipeline, "faceplugin-pose")
 
     def run(self, batch: FaceBatch) -> list[Pose]:
-        """A :class:`Pose` per face."""
+        """A :class:`Pose` per face (computed once per batch: the quality head reads it too)."""
+        return shared(batch, (POSE, "result"), lambda: self._run(batch))
+
+    def _run(self, batch: FaceBatch) -> list[Pose]:
+        """Run the network on every face of the batch."""
         m = self.model
         crops = box_crops(batch, m.setting("crop_scale", 1.5), m.size)
         if not crops:

@@ -5,7 +5,7 @@ Importing this package builds the app and nothing else: models, servers and plot
 
 from __future__ import annotations
 
-from . import analyze, cluster, enroll, evaluate, gallery, media, models, server, video
+from . import analyze, cluster, embed_dir, enroll, evaluate, gallery, media, models, server, video
 from .app import app, main
 
 app.command("detect")(media.detect)
@@ -19,6 +19,7 @@ app.add_typer(gallery.collection_app, name="collection")
 app.add_typer(gallery.person_app, name="person")
 app.command("enroll")(enroll.enroll)
 app.command("enroll-dir")(enroll.enroll_dir)
+app.command("embed-dir")(embed_dir.embed_dir)
 app.command("identify")(enroll.identify)
 app.command("video")(video.video)
 app.add_typer(cluster.cluster_app, name="cluster")

@@ -32,11 +32,29 @@ from .common import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..recognition import QualityGates
     from ..types import Enrolment
 
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Reject samples closer to another person than to this one.")]
 KeepCropsOpt = Annotated[bool, typer.Option("--keep-crops", help="Also store the aligned crop (allows re-embedding).")]
 MultiFaceOpt = Annotated[str, typer.Option("--multi-face", help="Several faces in a photo: reject|largest|central|score.")]
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", help="Run on Ray: local (start one here), auto (join a running cluster) or ray://host:port.")]
+RayActorsOpt = Annotated[int, typer.Option("--ray-actors", min=0, help="Ray actors (0 = one per CPU of the cluster).")]
+MaxYawOpt = Annotated[float | None, typer.Option("--max-yaw", min=0, max=90,
+                                                 help="Reject faces turned more than this many degrees (pose head).")]
+MaxPitchOpt = Annotated[float | None, typer.Option("--max-pitch", min=0, max=90,
+                                                   help="Reject faces tilted more than this many degrees (pose head).")]
+EyesOpenOpt = Annotated[bool, typer.Option("--require-eyes-open", help="Reject faces with an eye that looks closed.")]
+LivenessOpt = Annotated[bool, typer.Option(
+    "--liveness", help="Refuse faces the passive liveness check takes for a print/screen replay (not a certified PAD).")]
+
+
+def _gates(max_yaw: float | None, max_pitch: float | None, eyes_open: bool, liveness: bool) -> QualityGates:
+    """Enrolment gates from the command-line options (defaults when none is given)."""
+    from ..recognition import QualityGates
+
+    return QualityGates(max_yaw=max_yaw, max_pitch=max_pitch, require_eyes_open=eyes_open, liveness=liveness)
 
 
 def enroll(
@@ -50,13 +68,18 @@ def enroll(
     strict: StrictOpt = False,
     keep_crops: KeepCropsOpt = False,
     multi_face: MultiFaceOpt = "reject",
+    max_yaw: MaxYawOpt = None,
+    max_pitch: MaxPitchOpt = None,
+    require_eyes_open: EyesOpenOpt = False,
+    liveness: LivenessOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Enrol one person from several photos; rejected photos are listed with their reason."""
     g = open_gallery(gallery)
     rec = make_recognizer(ctx, g, collection_embedder(g, collection, embedder))
     res = rec.enroll(collection, person, images, name=name, strict=strict, keep_crops=keep_crops,
-                     multi_face=multi_face)  # type: ignore[arg-type]
+                     multi_face=multi_face,  # type: ignore[arg-type]
+                     gates=_gates(max_yaw, max_pitch, require_eyes_open, liveness))
     if as_json:
         emit(res.to_dict())
     else:
@@ -76,7 +99,13 @@ def enroll_dir(
     strict: StrictOpt = False,
     keep_crops: KeepCropsOpt = False,
     multi_face: MultiFaceOpt = "reject",
+    max_yaw: MaxYawOpt = None,
+    max_pitch: MaxPitchOpt = None,
+    require_eyes_open: EyesOpenOpt = False,
+    liveness: LivenessOpt = False,
     as_json: JsonOpt = False,
+    ray: RayOpt = None,
+    ray_actors: RayActorsOpt = 0,
 ) -> None:
     """Enrol a whole folder (one sub-folder per person), using every core; one line per person, then a summary."""
     from .. import config
@@ -89,26 +118,40 @@ def enroll_dir(
     g = open_gallery(gallery)
     rec = make_recognizer(ctx, g, collection_embedder(g, collection, embedder), threads=1 if n_workers > 1 else None)
     rec.ensure_collection(collection)
+    gates = _gates(max_yaw, max_pitch, require_eyes_open, liveness)
     by_person: dict[str, list[Path]] = {}
     for p, lab in zip(paths, labels, strict=True):
         by_person.setdefault(lab, []).append(p)
 
     def work(path: Path) -> Any:
         try:
-            return rec.prepare(path, multi_face=multi_face)  # type: ignore[arg-type]
+            return rec.prepare(path, multi_face=multi_face, gates=gates)  # type: ignore[arg-type]
         except FaceAtlasError as exc:
             return exc
 
     tally = _Tally()
     with ThreadPoolExecutor(max_workers=n_workers) as pool, Bar("enrol", len(paths)) as bar:
-        for person, results in _prepared_by_person(pool, work, _ordered(by_person), ahead=4 * n_workers):
+        if ray:
+            from ..distributed.cli_support import ray_enrol_source
+
+            source: Any = ray_enrol_source(ray, ray_actors, ctx, rec, collection, by_person, multi_face, gates,
+                                           tally)
+        else:
+            source = _prepared_by_person(pool, work, _ordered(by_person), ahead=4 * n_workers)
+        for person, results in source:
             prepared, rejected = [], []
             for path, res in results:
                 if isinstance(res, FaceAtlasError):
                     rejected.append(Rejection(str(path), res.code, res.message))
+                elif isinstance(res, Rejection):
+                    rejected.append(res)
+                elif getattr(res, "skipped", False):
+                    tally.skipped += 1
                 else:
                     prepared.append(res)
                 bar.advance()
+            if not prepared and not rejected:
+                continue
             try:
                 out = rec.enroll_prepared(collection, person, prepared, rejected, strict=strict, keep_crops=keep_crops)
             except FaceAtlasError as exc:
@@ -144,6 +187,8 @@ class _Tally:
         self.images = 0
         self.enrolled = 0
         self.failed = 0
+        self.skipped = 0
+        self.rate_note = ""
         self.reasons: Counter[str] = Counter()
 
     def add(self, out: Enrolment, images: int) -> None:
@@ -158,8 +203,9 @@ class _Tally:
         rejected = sum(self.reasons.values())
         by_reason = ", ".join(f"{code} {n}" for code, n in sorted(self.reasons.items()))
         failed = f", {self.failed} people failed" if self.failed else ""
+        skipped = f", {self.skipped} already enrolled (skipped)" if self.skipped else ""
         return (f"{self.people} people, {self.images} images: {self.enrolled} faces enrolled, {rejected} rejected"
-                f"{f' ({by_reason})' if by_reason else ''}{failed} in {seconds:.1f}s")
+                f"{f' ({by_reason})' if by_reason else ''}{skipped}{failed} in {seconds:.1f}s{self.rate_note}")
 
 
 def _prepared_by_person(
@@ -203,18 +249,27 @@ def identify(
     gallery: GalleryOpt = None,
     k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Candidates per face.")] = 5,
     threshold: ThresholdOpt = None,
+    liveness: LivenessOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Who is in each photo? Every face with its best candidates and a decision (unknown below the threshold)."""
+    """Who is in each photo? Every face with its best candidates and a decision (unknown below the threshold).
+
+    With --liveness a face taken for a replay is not searched and shows as "spoof?" (``live: false`` in JSON).
+    """
     g = open_gallery(gallery)
     rec = make_recognizer(ctx, g, collection_embedder(g, collection, "sface"))
     batch = Batch("identify", as_json, fatal=("not_found", "model_mismatch"))
-    for path, results in batch.run(image_paths(images), lambda p: rec.identify(collection, p, k=k, threshold=threshold)):
+    for path, results in batch.run(image_paths(images), lambda p: rec.identify(collection, p, k=k, threshold=threshold,
+                                                                                liveness=liveness)):
         if as_json:
             emit({"image": str(path), "faces": [r.to_dict() for r in results]})
             continue
         typer.echo(f"{path}: {len(results)} face(s)")
         for r in results:
+            if r.live is False:
+                typer.echo(f"  #{r.face.index} spoof? (passive liveness score {r.face.head('liveness').score:.3f}; "
+                           "not searched)")
+                continue
             who = r.decision.external_id if r.decision else "unknown"
             top = f"{r.matches[0].external_id} {r.matches[0].score:.3f}" if r.matches else "no candidates"
             typer.echo(f"  #{r.face.index} {who}  (best: {top}; threshold {r.threshold:.3f})")

@@ -86,11 +86,14 @@ def verify(
     detector: DetectorOpt = "yunet",
     embedder: EmbedderOpt = "sface",
     flip: FlipOpt = False,
+    liveness: Annotated[bool, typer.Option(
+        "--liveness", help="Refuse a face the passive liveness check takes for a replay (exit 2, spoof_suspected).")]
+    = False,
 ) -> None:
     """Same person? Exit 0 if yes, 1 if no, 2 on error."""
     try:
         fa = make_atlas(ctx, detector=detector, embedder=embedder, flip=flip, select=select)
-        result = fa.verify(image_a, image_b, threshold=threshold)
+        result = fa.verify(image_a, image_b, threshold=threshold, liveness=liveness)
     except FaceAtlasError as exc:
         fail(exc, as_json)
         raise typer.Exit(EXIT_ERROR) from None

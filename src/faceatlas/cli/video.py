@@ -143,6 +143,9 @@ def video(
     ] = 640,
     detector: DetectorOpt = "yunet",
     embedder: EmbedderOpt = "sface",
+    heads: Annotated[str | None, typer.Option(
+        "--heads", help="Analysis heads averaged per track: age,gender,expression,pose,eyes,liveness (estimates).")]
+    = None,
 ) -> None:
     """Track faces in a video and give each track one identity; events as text or JSON lines."""
     from .. import config
@@ -159,6 +162,11 @@ def video(
             raise InvalidInputError("invalid_input", "--gallery needs --collection")
         if not 0.0 <= low_score <= det_score <= 1.0:
             raise InvalidInputError("invalid_input", "need 0 <= --low-score <= --det-score <= 1")
+        from ..analysis.tracks import TRACK_HEADS, describe
+
+        names = tuple(h.strip() for h in (heads or "").split(",") if h.strip())
+        if any(h not in TRACK_HEADS for h in names):
+            raise InvalidInputError("invalid_input", f"--heads takes {','.join(TRACK_HEADS)}")
         tracker = TrackerConfig(high_score=det_score, low_score=low_score, new_track_score=det_score,
                                lost_seconds=lost_seconds)
         _quiet_video_backend()
@@ -173,7 +181,7 @@ def video(
                     source, atlas, where, collection, fps=fps or None, max_seconds=max_seconds,
                     annotate_to=annotate_out, redact_mode=redact, redact_to=out, progress=bar.update, on_open=bar.open,
                     stop=stop, threshold=threshold, track_threshold=track_threshold, method=method, tracker=tracker,
-                    detect_size=detect_size,
+                    detect_size=detect_size, heads=names,
                 )
                 for result in results:
                     frames += 0 if result.final else 1
@@ -183,6 +191,8 @@ def video(
                             emit(event.to_dict())
                         else:
                             typer.echo(_describe(event))
+                            if event.analysis:
+                                typer.echo(f"    {describe(event.analysis)}")
             finally:
                 bar.close()
         seconds = time.perf_counter() - start

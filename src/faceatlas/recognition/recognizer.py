@@ -21,6 +21,8 @@ from .enrol import MultiFacePolicy, PreparedFace, QualityGates, label_of, prepar
 
 log = logging.getLogger(__name__)
 
+LIVENESS = "liveness"  # the analysis head asked for by ``liveness=True`` (faceatlas.analysis.LIVENESS)
+
 T = TypeVar("T")
 
 #: How often a write that lost a race with another writer (``conflict``) is re-planned and tried again.
@@ -236,10 +238,15 @@ class Recognizer:
         threshold: float | str | None = None,
         aggregate: Literal["max", "centroid"] = "max",
         max_faces: int | None = None,
+        liveness: bool = False,
     ) -> list[Identification]:
-        """Every face in the image with its top-k people and an open-set decision against the threshold."""
+        """Every face in the image with its top-k people and an open-set decision against the threshold.
+
+        ``liveness=True`` runs the passive liveness head on every face: each result carries ``live``, and a face
+        taken for a replay is not searched (no candidates, ``decision`` None).
+        """
         return self.identify_many(collection, [image], k=k, threshold=threshold, aggregate=aggregate,
-                                  max_faces=max_faces)[0]
+                                  max_faces=max_faces, liveness=liveness)[0]
 
     def identify_many(
         self,
@@ -252,17 +259,21 @@ class Recognizer:
         max_faces: int | None = None,
         on_image: Callable[[int], None] | None = None,
         request: FaceRequest | None = None,
+        liveness: bool = False,
     ) -> list[list[Identification]]:
         """Identify the faces of many images; templates are embedded in shared batches.
 
         ``max_faces`` keeps the first faces of a crowded image; pass a ``request`` for other policies (e.g. refuse).
+        ``liveness=True``: see :meth:`identify`.
         """
         coll = self.gallery.check_contract(collection, self.atlas.model_id, self.atlas.embedder.dim)
         point = self.atlas.operating_point(threshold)
         req = request or FaceRequest(max_faces=max_faces)
+        if liveness and LIVENESS not in req.heads:
+            req = req.but(heads=(*req.heads, LIVENESS))
         out: list[list[Identification]] = []
         for n, result in enumerate(self.atlas.iter_many(images, req)):
-            out.append(self._identify_faces(coll.name, result.faces, k, point, aggregate))
+            out.append(self._identify_faces(coll.name, result.faces, k, point, aggregate, liveness))
             if on_image:
                 on_image(n)
         return out
@@ -273,15 +284,19 @@ class Recognizer:
         return self._identify_faces(collection, faces, k, self.atlas.operating_point(threshold), "max")
 
     def _identify_faces(self, collection: str, faces: Sequence[Face], k: int, point: OperatingPoint,
-                        aggregate: Literal["max", "centroid"]) -> list[Identification]:
-        """Search the gallery for each face and decide."""
+                        aggregate: Literal["max", "centroid"], liveness: bool = False) -> list[Identification]:
+        """Search the gallery for each face and decide (faces judged a replay are not searched when ``liveness``)."""
         if not faces:
             return []
         if any(f.template is None for f in faces):
             raise InvalidInputError("invalid_input", "every face to identify needs a template")
-        hits = self.gallery.search(collection, [f.template for f in faces], k=k, aggregate=aggregate)
+        live = [_is_live(f) if liveness else None for f in faces]
+        searched = [f for f, ok in zip(faces, live, strict=True) if ok is not False]
+        found = iter(self.gallery.search(collection, [f.template for f in searched], k=k, aggregate=aggregate)
+                     if searched else [])
+        hits = [[] if ok is False else next(found) for ok in live]
         results = []
-        for face, cands in zip(faces, hits, strict=True):
+        for face, cands, ok in zip(faces, hits, live, strict=True):
             matches = tuple(
                 Match(c.person_id, c.external_id, c.name, float(c.score), self.atlas.far(float(c.score)), c.sample_id)
                 for c in cands
@@ -291,12 +306,20 @@ class Recognizer:
             margin = (matches[0].score - matches[1].score) if len(matches) > 1 else None
             assert face.template is not None
             results.append(Identification(face, matches, decision, point.threshold, point.source,
-                                          face.template.model_id, margin))
+                                          face.template.model_id, margin, ok))
         return results
 
     def close(self) -> None:
         """Close the gallery."""
         self.gallery.close()
+
+
+def _is_live(face: Face) -> bool:
+    """The liveness verdict of a face that went through the liveness head (``invalid_input`` if it did not)."""
+    result = face.head(LIVENESS)
+    if result is None:
+        raise InvalidInputError("invalid_input", "identification with liveness needs the liveness head on every face")
+    return bool(result.live)
 
 
 def _png(crop: npt.NDArray[np.uint8]) -> bytes:

@@ -24,7 +24,16 @@ from .auth import ANONYMOUS, Authenticator, Principal, limit_anonymous, peer, to
 from .compreface import install as install_compreface
 from .docs import install_docs
 from .errors import ApiError
-from .inputs import bool_field, int_field, metadata_field, parse_body, printable, text_field, threshold_field
+from .inputs import (
+    bool_field,
+    heads_field,
+    int_field,
+    metadata_field,
+    parse_body,
+    printable,
+    text_field,
+    threshold_field,
+)
 from .keys import KeyStore
 from .middleware import GuardMiddleware
 from .ratelimit import RateLimiter
@@ -169,6 +178,10 @@ def _body_doc(images: dict[str, bool], fields: dict[str, dict[str, Any]], requir
 
 
 _THRESHOLD_DOC = {"type": "string", "description": "cosine threshold (0.3) or operating point (far=1e-3)"}
+_HEADS_DOC = {"type": "string", "description": "analysis heads, comma-separated: age, gender, expression, pose, eyes, "
+                                               "liveness, landmarks68 (estimates, never stored)"}
+_LIVENESS_DOC = {"type": "boolean", "description": "refuse a suspected print/screen replay (422 spoof_suspected); "
+                                                  "a passive single-frame check, not a certified PAD"}
 
 
 def create_app(settings: ServerSettings | None = None, *, service: Service | None = None,
@@ -338,15 +351,28 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
         svc = ctx.svc()
         return _json(await svc.run(_deadline(request), svc.detect, body.image("image"), templates))
 
+    @app.post("/v1/analyze", tags=["faces"], openapi_extra=_body_doc(
+        {"image": False}, {"heads": _HEADS_DOC}, ["image"], raw=True))
+    async def analyze(request: Request, principal: Read) -> JSONResponse:
+        """Every face (biggest first) with face-analysis estimates: age, gender, expression, pose, eyes, liveness."""
+        from ..analysis import DEFAULT_HEADS
+
+        body = await parse_body(request, {"image": False}, max_images=1, raw_field="image")
+        heads = heads_field(body.fields, DEFAULT_HEADS)
+        svc = ctx.svc()
+        return _json(await svc.run(_deadline(request), svc.analyze_json, body.image("image"), heads))
+
     @app.post("/v1/verify", tags=["faces"], openapi_extra=_body_doc(
-        {"image_a": False, "image_b": False}, {"threshold": _THRESHOLD_DOC}, ["image_a", "image_b"]))
+        {"image_a": False, "image_b": False}, {"threshold": _THRESHOLD_DOC, "heads": _HEADS_DOC,
+                                               "liveness": _LIVENESS_DOC}, ["image_a", "image_b"]))
     async def verify(request: Request, principal: Read) -> JSONResponse:
         """Are the (largest) faces of two images the same person? Score, threshold used and model id."""
         body = await parse_body(request, {"image_a": False, "image_b": False}, max_images=2)
         threshold = threshold_field(body.fields)
+        heads, liveness = heads_field(body.fields), bool_field(body.fields, "liveness")
         svc = ctx.svc()
         return _json(await svc.run(_deadline(request), svc.verify, body.image("image_a"), body.image("image_b"),
-                                   threshold))
+                                   threshold, heads, liveness))
 
     @app.post("/v1/explain", tags=["faces"], openapi_extra=_body_doc(
         {"image_a": False, "image_b": False}, {"threshold": _THRESHOLD_DOC,
@@ -494,7 +520,8 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
     @app.post("/v1/collections/{collection}/enroll", tags=["recognition"], openapi_extra=_body_doc(
         {"images": True}, {"person": {"type": "string"}, "name": {"type": "string"},
                            "metadata": {"type": "object"}, "face_index": {"type": "integer", "minimum": 0},
-                           "multi_face": {"type": "string", "enum": ["reject", "largest", "central", "score"]}},
+                           "multi_face": {"type": "string", "enum": ["reject", "largest", "central", "score"]},
+                           "heads": _HEADS_DOC, "liveness": _LIVENESS_DOC},
         ["person", "images"]))
     async def enroll(collection: str, request: Request, principal: Enrol) -> JSONResponse:
         """Enrol a person (created when new) from photos; each unusable photo is rejected with its reason."""
@@ -509,17 +536,21 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
         svc = ctx.svc()
         face_index = int_field(body.fields, "face_index", -1, -1, 10_000)
         multi_face = text_field(body.fields, "multi_face") or "reject"
+        heads, liveness = heads_field(body.fields), bool_field(body.fields, "liveness")
         if face_index >= 0 or multi_face != "reject":  # one face of a group photo, chosen by index or policy
             if len(uploads) != 1 or multi_face not in ("reject", "largest", "central", "score"):
                 raise ApiError("invalid_request", "face_index / multi_face (largest|central|score) take exactly one image")
             return _json(await svc.run(_deadline(request), lambda: svc.enroll_choice(
                 collection, person, uploads[0], face_index=face_index if face_index >= 0 else None,
-                multi_face=multi_face, name=name, metadata=metadata, actor=principal.actor)))
+                multi_face=multi_face, name=name, metadata=metadata, actor=principal.actor, heads=heads,
+                liveness=liveness)))
         return _json(await svc.run(_deadline(request), lambda: svc.enroll(
-            collection, person, uploads, name=name, metadata=metadata, actor=principal.actor)))
+            collection, person, uploads, name=name, metadata=metadata, actor=principal.actor, heads=heads,
+            liveness=liveness)))
 
     @app.post("/v1/collections/{collection}/identify", tags=["recognition"], openapi_extra=_body_doc(
-        {"image": False}, {"k": {"type": "integer", "minimum": 1, "maximum": 100}, "threshold": _THRESHOLD_DOC},
+        {"image": False}, {"k": {"type": "integer", "minimum": 1, "maximum": 100}, "threshold": _THRESHOLD_DOC,
+                           "heads": _HEADS_DOC, "liveness": _LIVENESS_DOC},
         ["image"], raw=True))
     async def identify(collection: str, request: Request, principal: Read) -> JSONResponse:
         """Who is in the photo? Every face with its top-k people, the decision, the threshold used and model id."""
@@ -527,5 +558,7 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
         body = await parse_body(request, {"image": False}, max_images=1, raw_field="image")
         k = int_field(body.fields, "k", 5, 1, 100)
         threshold = threshold_field(body.fields)
+        heads, liveness = heads_field(body.fields), bool_field(body.fields, "liveness")
         svc = ctx.svc()
-        return _json(await svc.run(_deadline(request), svc.identify, collection, body.image("image"), k, threshold))
+        return _json(await svc.run(_deadline(request), svc.identify, collection, body.image("image"), k, threshold,
+                                   heads, liveness))

@@ -7,7 +7,7 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,6 +210,25 @@ def bool_field(fields: Mapping[str, Any], name: str, default: bool = False) -> b
     if text in ("0", "false", "no", "off"):
         return False
     raise ApiError("invalid_request", f"the field {name!r} must be true or false")
+
+
+def heads_field(fields: Mapping[str, Any], default: Sequence[str] = ()) -> tuple[str, ...]:
+    """Analysis heads named in ``heads`` (comma-separated text or a JSON list), each one of ``ANALYSIS_HEADS``."""
+    from ..analysis import ANALYSIS_HEADS
+
+    value = fields.get("heads")
+    if value is None or value == "" or value == []:
+        return tuple(default)
+    if isinstance(value, str) and len(value) <= 512:
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, list) and len(value) <= 32 and all(isinstance(v, str) for v in value):
+        names = [v.strip() for v in value]
+    else:
+        raise ApiError("invalid_request", "the field 'heads' must be a comma-separated string or a list of names")
+    unknown = [n for n in names if n not in ANALYSIS_HEADS]
+    if unknown:
+        raise ApiError("invalid_request", f"unknown head {unknown[0][:40]!r} in 'heads'; known: {', '.join(ANALYSIS_HEADS)}")
+    return tuple(dict.fromkeys(names))
 
 
 def threshold_field(fields: Mapping[str, Any], name: str = "threshold") -> float | str | None:

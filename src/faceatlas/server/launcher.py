@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from .. import config
+
 log = logging.getLogger(__name__)
 
 _KEY_LINE = re.compile(r"\b(fak_[0-9a-f]{12}_[A-Za-z0-9_-]+)")
@@ -84,7 +86,7 @@ class ServerProcess:
         """Start the server and wait until it answers ``/v1/health`` (raises RuntimeError with its log otherwise)."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ if self.env is None else self.env)
+        env = config.environ_copy(self.env)
         env["FACEATLAS_HOME"] = str(self.home)
         env.setdefault("PYTHONUNBUFFERED", "1")
         cmd = [sys.executable, "-m", "faceatlas", "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.args]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
+from .. import config
 from ..errors import InvalidInputError
 from .keys import KeyStore
 from .settings import ENV_SETTINGS, ServerSettings, is_loopback
@@ -72,7 +72,7 @@ def serve(settings: ServerSettings, echo: Callable[[str], None] = print) -> None
         echo(f"  {token}")
     if not settings.auth:
         echo("WARNING: authentication is OFF (--no-auth); anyone who can reach this port can use the API.")
-    os.environ[ENV_SETTINGS] = settings.to_env()
+    config.set_var(ENV_SETTINGS, settings.to_env())
     uvicorn.run(
         "faceatlas.server.app:create_app_from_env",
         factory=True,

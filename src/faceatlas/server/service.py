@@ -145,11 +145,23 @@ class Service:
             out["model_id"] = self.atlas.model_id
         return out
 
-    def verify(self, a: Upload, b: Upload, threshold: float | str | None) -> dict[str, Any]:
-        """1:1 verification of the selected face of each image."""
+    def verify(self, a: Upload, b: Upload, threshold: float | str | None, heads: Sequence[str] = (),
+               liveness: bool = False) -> dict[str, Any]:
+        """1:1 verification of the selected face of each image (``spoof_suspected`` for a replay when ``liveness``)."""
         la, lb = self._load(a), self._load(b)
-        result = self.atlas.verify(la, lb, threshold=threshold, max_faces=self.settings.max_faces)
-        return {**result.to_dict(), "detector": self.atlas.detector_name}
+        result = self.atlas.verify(la, lb, threshold=threshold, max_faces=self.settings.max_faces, liveness=liveness)
+        out = {**result.to_dict(), "detector": self.atlas.detector_name}
+        for key, extra in zip(("face_a", "face_b"), self._head_dicts(
+                [(la, result.face_a.detection), (lb, result.face_b.detection)], heads), strict=True):
+            out[key].update(extra)
+        return out
+
+    def _head_dicts(self, items: Sequence[tuple[LoadedImage, Any]], heads: Sequence[str]) -> list[dict[str, Any]]:
+        """The JSON of analysis ``heads`` for each (image, detection) pair (empty dicts when none are asked)."""
+        if not heads or not items:
+            return [{} for _ in items]
+        results = self.atlas.run_heads(items, list(heads))
+        return [{h: results[h][i].to_dict() for h in heads} for i in range(len(items))]
 
     def explain(self, a: Upload, b: Upload, threshold: float | str | None, grid: int) -> dict[str, Any]:
         """"Why this match": occlusion maps over the two aligned faces (with the crops, as base64 PNG)."""
@@ -160,7 +172,7 @@ class Service:
 
     def enroll_choice(self, collection: str, person: str, upload: Upload, *, face_index: int | None,
                       multi_face: str, name: str | None, metadata: dict[str, Any] | None,
-                      actor: str) -> dict[str, Any]:
+                      actor: str, heads: Sequence[str] = (), liveness: bool = False) -> dict[str, Any]:
         """Enrol one face of a group photo: the face at ``face_index`` (as /v1/detect numbers them) or by policy."""
         import hashlib
 
@@ -168,14 +180,16 @@ class Service:
 
         loaded = self._load(upload)
         policy = "largest" if face_index is not None else multi_face
-        request = enrol_request(policy).but(max_faces=self.settings.max_faces, too_many="refuse")  # type: ignore[arg-type]
+        gates = QualityGates(liveness=liveness)
+        request = enrol_request(policy, gates).but(max_faces=self.settings.max_faces, too_many="refuse")  # type: ignore[arg-type]
         if face_index is not None:
             request = request.but(face_index=face_index, select=None)
         try:
-            prepared = [check_gates(self.atlas.run(loaded, request), upload.label, policy, QualityGates())]  # type: ignore[arg-type]
+            prepared = [check_gates(self.atlas.run(loaded, request), upload.label, policy, gates)]  # type: ignore[arg-type]
             rejected: list[Rejection] = []
         except FaceAtlasError as exc:
             prepared, rejected = [], [Rejection(upload.label, exc.code, exc.message)]
+        analysis = self._head_dicts([(loaded, p.face.detection) for p in prepared], heads)
         if prepared:  # duplicate detection per (photo, face): each person of a group photo can be enrolled once
             box = prepared[0].face.detection.box
             mark = f"#face={box.x1:.0f},{box.y1:.0f},{box.x2:.0f},{box.y2:.0f}".encode()
@@ -187,14 +201,28 @@ class Service:
             reasons = "; ".join(f"{r.image}: {r.code}" for r in result.rejected) or "no image"
             raise ApiError("enrolment_rejected", f"no image could be enrolled ({reasons})",
                            details={"rejected": [r.to_dict() for r in result.rejected]})
-        return {**result.to_dict(), "model_id": self.atlas.model_id, "face_index": face_index}
+        out = {**result.to_dict(), "model_id": self.atlas.model_id, "face_index": face_index}
+        if heads:
+            out["analysis"] = [{"image": upload.label, **a} for a in analysis]
+        return out
 
-    def identify(self, collection: str, upload: Upload, k: int, threshold: float | str | None) -> dict[str, Any]:
-        """Every face of an image with its top-k people and an open-set decision."""
+    def identify(self, collection: str, upload: Upload, k: int, threshold: float | str | None,
+                 heads: Sequence[str] = (), liveness: bool = False) -> dict[str, Any]:
+        """Every face of an image with its top-k people and an open-set decision.
+
+        With ``liveness`` a face taken for a replay refuses the whole request (``spoof_suspected``).
+        """
         point = self.operating_point(threshold)
         loaded = self._load(upload)
+        request = self._request(True)
+        request = request.but(heads=(*request.heads, *(h for h in heads if h not in request.heads)))
         results = self.recognizer.identify_many(collection, [loaded], k=k, threshold=threshold,
-                                                request=self._request(True))[0]
+                                                request=request, liveness=liveness)[0]
+        spoofs = [r.face.index for r in results if r.live is False]
+        if spoofs:
+            raise FaceAtlasError("spoof_suspected", f"face(s) {', '.join(map(str, spoofs))} of the image look like a "
+                                 "print or screen replay (a single-frame passive check, not a certified PAD)",
+                                 faces=spoofs)
         return {
             "collection": self.gallery.get_collection(collection).name,
             "image": {"width": loaded.width, "height": loaded.height},
@@ -206,9 +234,16 @@ class Service:
         }
 
     def enroll(self, collection: str, person: str, uploads: Sequence[Upload], *, name: str | None,
-               metadata: dict[str, Any] | None, actor: str, must_exist: bool = False) -> dict[str, Any]:
-        """Enrol a person (created when new) from uploaded photos; each unusable photo is rejected with a reason."""
+               metadata: dict[str, Any] | None, actor: str, must_exist: bool = False, heads: Sequence[str] = (),
+               liveness: bool = False) -> dict[str, Any]:
+        """Enrol a person (created when new) from uploaded photos; each unusable photo is rejected with a reason.
+
+        ``liveness`` refuses replays (``spoof_suspected`` per photo); ``heads`` adds analysis of each enrolled face
+        to the answer (never stored).
+        """
         import hashlib
+
+        from ..recognition.enrol import PreparedFace, QualityGates, prepare_faces
 
         if must_exist:
             self.gallery.get_person(collection, person)
@@ -224,12 +259,26 @@ class Service:
                 continue
             labels.append(up.label)
             hashes.append(hashlib.sha256(up.data).hexdigest())
+        prepared: list[PreparedFace] = []
+        refused: list[Rejection] = []
+        analysis: list[dict[str, Any]] = []
+        items = prepare_faces(self.atlas, images, labels=labels, gates=QualityGates(liveness=liveness), hashes=hashes)
+        for image, item in zip(images, items, strict=True):
+            if isinstance(item, PreparedFace):
+                prepared.append(item)
+                if heads:
+                    assert isinstance(image, LoadedImage)
+                    analysis.append({"image": item.source, **self._head_dicts([(image, item.face.detection)], heads)[0]})
+            else:
+                refused.append(item)
         with self._write_lock:
-            result = self.recognizer.enroll(collection, person, images, name=name, metadata=metadata, actor=actor,
-                                            labels=labels, hashes=hashes)
+            result = self.recognizer.enroll_prepared(collection, person, prepared, refused, name=name,
+                                                     metadata=metadata, actor=actor)
         if rejected:
             result = replace(result, rejected=tuple(rejected) + result.rejected)
         out = {**result.to_dict(), "model_id": self.atlas.model_id}
+        if heads:
+            out["analysis"] = [a for a in analysis if a["image"] in result.accepted]
         if not result.sample_ids:
             reasons = "; ".join(f"{r.image}: {r.code}" for r in result.rejected) or "no image"
             raise ApiError("enrolment_rejected", f"no image could be enrolled ({reasons})",
@@ -311,6 +360,14 @@ class Service:
         faces = [Face(f.detection, i, results[EMBEDDING][i] if EMBEDDING in results else None, None, None,
                       {h: r[i] for h, r in results.items() if h != EMBEDDING}) for i, f in enumerate(kept)]
         return Analysis(loaded.width, loaded.height, faces, timings)
+
+    def analyze_json(self, upload: Upload, heads: Sequence[str]) -> dict[str, Any]:
+        """``POST /v1/analyze``: every face (biggest first) with the analysis heads' estimates and timings."""
+        found = self.analyze(upload, heads)
+        return {"image": {"width": found.width, "height": found.height}, "detector": self.atlas.detector_name,
+                "heads": [h for h in heads if h in found.timings],
+                "timings_ms": {k: round(v, 2) for k, v in found.timings.items()},
+                "faces": [f.to_dict() for f in found.faces]}
 
     def nearest(self, collection: str, templates: Sequence[Any], k: int) -> list[list[Any]]:
         """The ``k`` most similar people of a collection for each template (empty lists when it does not exist)."""

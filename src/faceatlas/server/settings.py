@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
+
+from .. import config
 
 ENV_SETTINGS = "FACEATLAS_SERVER_SETTINGS"
 
@@ -64,7 +65,7 @@ class ServerSettings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServerSettings:
         """Settings from ``FACEATLAS_SERVER_SETTINGS`` (defaults when unset); unknown keys are ignored."""
-        raw = (environ if environ is not None else os.environ).get(ENV_SETTINGS)
+        raw = config.server_settings_json(environ)
         if not raw:
             return cls()
         data: dict[str, Any] = json.loads(raw)

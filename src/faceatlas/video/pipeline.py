@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,8 @@ class VideoEvent:
     decision: IdentityDecision | None = None
     previous: IdentityDecision | None = None
     summary: Track | None = None
+    #: ``track_end`` of an analysis run with ``heads``: each head averaged over the track (faceatlas.analysis.tracks).
+    analysis: Mapping[str, Any] | None = None
 
     @property
     def person(self) -> str | None:
@@ -82,6 +84,8 @@ class VideoEvent:
                        start_frame=s.start_frame, end_frame=s.end_frame,
                        best_frame=s.best.frame if s.best else None, best_box=s.best.box.to_list() if s.best else None,
                        segments=[[_r(a, 3), _r(b, 3)] for a, b in segments(s)])
+            if self.analysis:
+                out["analysis"] = dict(self.analysis)
         if self.decision is not None:
             d = self.decision
             out.update(person=d.person, name=d.name, confidence=_r(d.confidence, 4),
@@ -171,6 +175,7 @@ class VideoAnalyzer:
         persistence: int = 2,
         detect_size: int = 640,
         full_quality_size: float = 80.0,
+        heads: Sequence[str] = (),
     ) -> None:
         if method not in METHODS:
             raise InvalidInputError("invalid_input", f"identity method must be one of {', '.join(METHODS)}")
@@ -215,6 +220,13 @@ class VideoAnalyzer:
         self.collection = collection
         self._anonymous: dict[str, tuple[int, Any, TrackFace | None]] = {}  # ended unknown: track id, template, best
         self._last: tuple[int, float] = (0, 0.0)
+        # Analysis heads (age, pose, liveness...) run on the sightings that are embedded, averaged per track.
+        self.heads = tuple(heads)
+        self._track_heads: Any = None
+        if self.heads:
+            from ..analysis.tracks import TrackHeads
+
+            self._track_heads = TrackHeads(self.heads)
 
     def _default_track_threshold(self, frame_threshold: float) -> float:
         """Track-level threshold: the calibrated ``TRACK_FAR`` score (legacy: the measured table), never below per-frame."""
@@ -251,7 +263,8 @@ class VideoAnalyzer:
         emb_map: dict[int, npt.NDArray[np.float32]] = {}
         votes: dict[int, FrameVote] = {}
         if embed_rows:
-            templates = self.pipe.run_heads([(image, dets[i]) for i in embed_rows], (EMBEDDING,))[EMBEDDING]
+            ran = self.pipe.run_heads([(image, dets[i]) for i in embed_rows], (EMBEDDING, *self.heads))
+            templates = ran[EMBEDDING]
             vecs = [t.vector for t in templates]
             emb_map = {i: vecs[k] for k, i in enumerate(embed_rows)}
             if self.resolver is not None:
@@ -270,6 +283,10 @@ class VideoAnalyzer:
             for i, d in enumerate(dets)
         ]
         upd = self.tracker.update(t, frame, inputs)
+        if self._track_heads is not None and embed_rows:
+            for k, i in enumerate(embed_rows):
+                if upd.assignments[i] is not None:
+                    self._track_heads.add(upd.assignments[i], {h: ran[h][k] for h in self.heads})
         for tr in upd.started:
             events.append(VideoEvent("track_start", tr.id, tr.start, tr.start_frame, box=tr.faces[0].box))
         if self.resolver is not None:
@@ -358,7 +375,9 @@ class VideoAnalyzer:
 
             summary = replace(track, identity=decision.person, name=decision.name, decided=True,
                               confidence=decision.confidence, score=decision.score)
-        out.append(VideoEvent("track_end", track.id, track.end, track.end_frame, decision=decision, summary=summary))
+        analysis = self._track_heads.pop(track.id) if self._track_heads is not None else None
+        out.append(VideoEvent("track_end", track.id, track.end, track.end_frame, decision=decision, summary=summary,
+                              analysis=analysis))
         return out
 
 

@@ -15,11 +15,12 @@ function currentCollection() { return store.getItem("faceatlas.collection") || "
 function collectionPath() { return "/v1/collections/" + encodeURIComponent(currentCollection()); }
 
 class ApiError extends Error {
-  constructor(status, code, message, requestId) {
+  constructor(status, code, message, requestId, details) {
     super(message);
     this.status = status;
     this.code = code;
     this.requestId = requestId;
+    this.details = details || {};
   }
   describe() { return `${this.message} [${this.code}]`; }
 }
@@ -41,7 +42,8 @@ async function api(method, path, body) {
   try { data = await resp.json(); } catch (err) { data = null; }
   if (!resp.ok) {
     const e = (data && data.error) || {};
-    throw new ApiError(resp.status, e.code || "http_" + resp.status, e.message || resp.statusText, e.request_id || null);
+    throw new ApiError(resp.status, e.code || "http_" + resp.status, e.message || resp.statusText, e.request_id || null,
+                       e.details);
   }
   return data;
 }
@@ -79,33 +81,15 @@ function forget() {
   setStatus($("connect-status"), "Key forgotten.", null);
 }
 
-// -- enrol -----------------------------------------------------------------------------------------------------
+// -- enrol: see enrol.js (face picking, rejections in plain words) ------------------------------------------------
 
-async function enrol(event) {
-  event.preventDefault();
-  const person = $("enrol-person").value.trim();
-  const files = $("enrol-files").files;
-  const out = $("enrol-result");
-  if (!person || !files.length) { setStatus(out, "Give a person id and at least one photo.", "bad"); return; }
-  const form = new FormData();
-  form.append("person", person);
-  const name = $("enrol-name").value.trim();
-  if (name) form.append("name", name);
-  for (const f of files) form.append("images", f, f.name);
-  busy($("enrol-btn"), true);
-  setStatus(out, `Enrolling ${person}…`, null);
-  try {
-    const r = await api("POST", collectionPath() + "/enroll", form);
-    let text = `Enrolled ${r.person}: ${r.accepted.length} photo(s) accepted`;
-    if (r.rejected.length) text += `, ${r.rejected.length} rejected (` + r.rejected.map((x) => `${x.image}: ${x.code}`).join("; ") + ")";
-    setStatus(out, text + ".", "ok");
-    $("enrol-form").reset();
-    await loadPeople();
-  } catch (err) {
-    setStatus(out, "Enrolment failed: " + err.describe(), "bad");
-  } finally {
-    busy($("enrol-btn"), false);
-  }
+function clearIdentify() {
+  const canvas = $("identify-canvas");
+  canvas.width = 0;
+  canvas.height = 0;
+  delete canvas.dataset.imageWidth;
+  delete canvas.dataset.imageHeight;
+  $("identify-results").replaceChildren();
 }
 
 // -- identify --------------------------------------------------------------------------------------------------
@@ -147,7 +131,8 @@ function draw(img, result) {
     ctx.lineWidth = line;
     ctx.strokeStyle = color;
     ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    const text = labelOf(face) + (face.score !== null ? ` ${face.score.toFixed(2)}` : "");
+    // an unknown face gets no number: the best score belongs to someone else
+    const text = known ? `${labelOf(face)} ${face.score.toFixed(2)}` : "unknown";
     const tw = ctx.measureText(text).width + size * 0.5;
     const th = size * 1.3;
     const ty = y1 - th >= 0 ? y1 - th : Math.min(y2, canvas.height - th);
@@ -169,9 +154,13 @@ function listResults(result) {
     who.textContent = labelOf(face);
     const meta = document.createElement("span");
     meta.className = "meta";
-    const best = face.candidates.length ? face.candidates[0] : null;
-    const bestText = best ? `best match ${best.name || best.person} ${best.score.toFixed(3)}` : "no one enrolled";
-    meta.textContent = ` — ${bestText}; threshold ${face.threshold.toFixed(3)}`;
+    if (face.person !== null) {
+      meta.textContent = ` — score ${face.score.toFixed(3)}, threshold ${face.threshold.toFixed(3)}`;
+    } else {
+      meta.textContent = face.candidates.length
+        ? ` — no enrolled person reaches the threshold ${face.threshold.toFixed(3)}`
+        : " — no one is enrolled yet";
+    }
     li.append(who, meta);
     list.append(li);
   }
@@ -186,7 +175,7 @@ async function identify(event) {
   form.append("image", file, file.name);
   busy($("identify-btn"), true);
   setStatus(out, "Identifying…", null);
-  $("identify-results").replaceChildren();
+  clearIdentify();
   try {
     const [result, shown] = await Promise.all([api("POST", collectionPath() + "/identify", form), loadImage(file)]);
     draw(shown.img, result);
@@ -196,7 +185,8 @@ async function identify(event) {
     const known = result.faces.filter((f) => f.person !== null).length;
     setStatus(out, n ? `${n} face(s), ${known} recognised (model ${result.model_id}).` : "No face found in this photo.", n ? "ok" : null);
   } catch (err) {
-    setStatus(out, "Identification failed: " + (err.describe ? err.describe() : err.message), "bad");
+    clearIdentify();
+    setStatus(out, "Identification failed: " + (err.describe ? humanError(err) : err.message), "bad");
   } finally {
     busy($("identify-btn"), false);
   }
@@ -256,6 +246,8 @@ async function removePerson(person, button) {
   try {
     const r = await api("DELETE", collectionPath() + "/persons/" + encodeURIComponent(person));
     await loadPeople();
+    clearIdentify();
+    setStatus($("identify-status"), "Earlier results were cleared because the people changed.", null);
     setStatus($("people-status"), `Deleted ${person} (${r.deleted.faces} face(s)).`, "ok");
   } catch (err) {
     setStatus($("people-status"), "Delete failed: " + err.describe(), "bad");
@@ -270,6 +262,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("connect-form").addEventListener("submit", connect);
   $("forget").addEventListener("click", forget);
   $("enrol-form").addEventListener("submit", enrol);
+  setupExtras();
   $("identify-form").addEventListener("submit", identify);
   $("refresh-people").addEventListener("click", loadPeople);
   if (currentKey()) {

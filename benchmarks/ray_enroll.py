@@ -1,0 +1,276 @@
+"""Bulk enrolment on Ray vs the local ``enroll-dir``: same samples, throughput, crash safety, two nodes.
+
+Every run is the real command (``faceatlas enroll-dir ... [--ray ...]``) in a subprocess on a folder of symlinks to
+the first N LFW people (0 = all 5,749 people, 13,233 images). Galleries are compared by image hash: the same set of
+source images enrolled, one sample per hash, and bit-identical templates.
+
+    python benchmarks/ray_enroll.py compare --people 0 --actors 2,1      # local vs Ray, scaling 1 -> 2 actors
+    python benchmarks/ray_enroll.py fault --people 150 --trials 10        # kill one Ray worker by pid mid-run
+    python benchmarks/ray_enroll.py resume --people 150                   # kill the driver, run again
+    python benchmarks/ray_enroll.py multinode --people 150                # ray start --head + a second node
+
+Results go to benchmarks/results/ray_enroll_<mode>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import default_data_dir, default_models_dir, default_out, environment, progress, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+
+def people_folder(dest: Path, n: int) -> tuple[Path, int]:
+    """A folder of symlinks to the first ``n`` LFW people (all when 0) and its image count."""
+    src = default_data_dir() / "lfw" / "images"
+    people = sorted(p for p in src.iterdir() if p.is_dir())
+    people = people[:n] if n else people
+    dest.mkdir(parents=True, exist_ok=True)
+    images = 0
+    for p in people:
+        link = dest / p.name
+        if not link.exists():
+            link.symlink_to(p)
+        images += sum(1 for _ in p.iterdir())
+    return dest, images
+
+
+def env() -> dict[str, str]:
+    """The environment for the commands (models from the shared folder, one ONNX thread per worker)."""
+    out = dict(os.environ)
+    out.setdefault("FACEATLAS_MODELS", str(default_models_dir()))
+    return out
+
+
+def enrol_cmd(folder: Path, gallery: Path, ray: str | None, actors: int = 0) -> list[str]:
+    """The enroll-dir command line."""
+    cmd = [sys.executable, "-m", "faceatlas", "enroll-dir", str(folder), "--collection", "lfw", "--gallery",
+           str(gallery)]
+    if ray:
+        cmd += ["--ray", ray, "--ray-actors", str(actors)]
+    return cmd
+
+
+def run(cmd: list[str]) -> tuple[float, str]:
+    """Run a command to completion; wall seconds and its last output line (the summary)."""
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env(), capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"{cmd} failed ({done.returncode}): {done.stderr[-2000:]}")
+    lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
+    return seconds, lines[-1] if lines else ""
+
+
+def samples(gallery: Path) -> list[tuple[str, str, np.ndarray]]:
+    """Every sample of collection ``lfw`` as (person, image hash, template)."""
+    from faceatlas.gallery import Gallery
+
+    g = Gallery.open(str(gallery))
+    out = []
+    try:
+        offset = 0
+        while True:
+            people = g.list_persons("lfw", limit=1000, offset=offset)
+            for person in people:
+                for s in g.list_samples("lfw", person.id):
+                    full = g.get_sample("lfw", s.id, include_template=True)
+                    out.append((person.external_id, str(s.image_sha256), np.asarray(full.template.vector)))
+            if len(people) < 1000:
+                return out
+            offset += 1000
+    finally:
+        g.close()
+
+
+def compare(ref: list[tuple[str, str, np.ndarray]], got: list[tuple[str, str, np.ndarray]]) -> dict[str, Any]:
+    """Same images (by hash, per person), duplicates, losses, and whether the templates are bit-identical."""
+    r = {(p, h): v for p, h, v in ref}
+    g: dict[tuple[str, str], np.ndarray] = {}
+    dup = 0
+    for p, h, v in got:
+        dup += (p, h) in g
+        g[(p, h)] = v
+    same = [k for k in r if k in g]
+    return {"reference": len(r), "got": len(got), "duplicates": dup, "lost": len(set(r) - set(g)),
+            "extra": len(set(g) - set(r)),
+            "identical_templates": all(np.array_equal(r[k], g[k]) for k in same)}
+
+
+def cmd_compare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Local enroll-dir vs --ray local with each actor count, on the same folder."""
+    folder, n_images = people_folder(work / "people", args.people)
+    rows: dict[str, Any] = {"people": args.people or "all", "images": n_images}
+    progress(f"local enroll-dir on {n_images} images")
+    sec, summary = run(enrol_cmd(folder, work / "local.db", None))
+    ref = samples(work / "local.db")
+    rows["local"] = {"seconds": round(sec, 1), "images_per_s": round(n_images / sec, 1), "faces": len(ref),
+                     "summary": summary}
+    progress(f"local: {rows['local']}")
+    for n in [int(a) for a in args.actors.split(",")]:
+        db = work / f"ray{n}.db"
+        sec, summary = run(enrol_cmd(folder, db, "local", n))
+        got = samples(db)
+        rows[f"ray_{n}"] = {"seconds": round(sec, 1), "images_per_s": round(n_images / sec, 1),
+                            "ratio_vs_local": round(rows["local"]["seconds"] / sec, 3), "summary": summary,
+                            **compare(ref, got)}
+        progress(f"ray {n}: {rows[f'ray_{n}']}")
+    return rows
+
+
+def descendants(root: int) -> list[int]:
+    """Process ids below ``root`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line ('' when gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def worker_pids(root: int) -> list[int]:
+    """Pids of this run's Ray photo-worker actors (busy or idle)."""
+    return [p for p in descendants(root) if "_RayPhotoWorker" in cmdline(p)]
+
+
+def cmd_fault(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Kill one Ray worker by pid mid-run, ``trials`` times: no duplicate and no lost sample."""
+    folder, n_images = people_folder(work / "people", args.people)
+    run(enrol_cmd(folder, work / "ref.db", None))
+    ref = samples(work / "ref.db")
+    trials = []
+    for t in range(args.trials):
+        db = work / f"fault{t}.db"
+        err_path = work / f"fault{t}.err"
+        with err_path.open("w") as err_file:
+            proc = subprocess.Popen(enrol_cmd(folder, db, "local", 2), env=env(), stdout=subprocess.PIPE,
+                                    stderr=err_file, text=True, start_new_session=True)
+        out: list[str] = []
+        reader = threading.Thread(target=out.extend, args=(proc.stdout or [],), daemon=True)
+        reader.start()
+        while len(out) < 3 and proc.poll() is None:  # wait for the first committed people
+            time.sleep(0.05)
+        time.sleep(random.uniform(0.0, args.kill_window))
+        pids = worker_pids(proc.pid)
+        victim = random.choice(pids) if pids else None
+        if victim is not None:
+            os.kill(victim, signal.SIGKILL)
+        proc.wait()
+        reader.join()
+        got = samples(db)
+        row = {"trial": t, "killed_pid": victim, "lines_before_kill": len(out), "rc": proc.returncode,
+               "summary": out[-1].strip() if out else "", **compare(ref, got)}
+        if proc.returncode not in (0, 1):
+            row["stderr"] = err_path.read_text()[-1000:]
+        progress(str(row))
+        trials.append(row)
+    ok = all(r["killed_pid"] and r["duplicates"] == 0 and r["lost"] == 0 and r["extra"] == 0 for r in trials)
+    return {"people": args.people, "images": n_images, "faces": len(ref), "trials": trials, "all_ok": ok}
+
+
+def cmd_resume(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Kill the whole Ray run (driver and workers) mid-way, run it again: the second run does the rest only."""
+    folder, n_images = people_folder(work / "people", args.people)
+    run(enrol_cmd(folder, work / "ref.db", None))
+    ref = samples(work / "ref.db")
+    db = work / "resume.db"
+    proc = subprocess.Popen(enrol_cmd(folder, db, "local", 2), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    lines: list[str] = []
+    for line in proc.stdout or []:
+        lines.append(line)
+        if len(lines) >= args.people // 2:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = samples(db)
+    _, summary = run(enrol_cmd(folder, db, "local", 2))
+    skipped = re.search(r"(\d+) already enrolled", summary)
+    final = samples(db)
+    return {"people": args.people, "images": n_images, "after_interrupted_run": len(first),
+            "second_run_summary": summary, "second_run_skipped": int(skipped.group(1)) if skipped else 0,
+            "skipped_equals_committed": (int(skipped.group(1)) if skipped else 0) == len(first),
+            **compare(ref, final)}
+
+
+def cmd_multinode(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """A Ray head and a second node (``ray start --address``), one CPU each, on this machine."""
+    folder, n_images = people_folder(work / "people", args.people)
+    run(enrol_cmd(folder, work / "ref.db", None))
+    ref = samples(work / "ref.db")
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))
+    port = str(args.port)
+    cluster_env = env()
+    started = []
+    try:
+        for extra in (["--head", "--port", port, "--include-dashboard", "false", "--temp-dir", str(tmp)],
+                      ["--address", f"127.0.0.1:{port}"]):
+            subprocess.run([ray_bin, "start", "--num-cpus", "1", "--disable-usage-stats", *extra], env=cluster_env,
+                           check=True, capture_output=True, text=True)
+            started.append(extra[0])
+        sec, summary = run(enrol_cmd(folder, work / "multi.db", f"127.0.0.1:{port}", 0))
+        nodes = re.search(r"images per node: ([^)]*)", summary)
+        return {"people": args.people, "images": n_images, "seconds": round(sec, 1), "summary": summary,
+                "nodes": nodes.group(1) if nodes else "", **compare(ref, samples(work / "multi.db"))}
+    finally:
+        # Stop only the processes of this cluster (by pid: those whose command line names its temp folder).
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit() and str(tmp) in cmdline(int(d.name)) and int(d.name) != os.getpid():
+                try:
+                    os.kill(int(d.name), signal.SIGTERM)
+                except OSError:
+                    pass
+
+
+def main() -> None:
+    """Parse arguments, run one mode, write its JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["compare", "fault", "resume", "multinode"])
+    ap.add_argument("--people", type=int, default=150, help="first N LFW people (0 = all)")
+    ap.add_argument("--actors", default="2,1", help="compare: Ray actor counts to run")
+    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--kill-window", type=float, default=3.0, help="fault: seconds after the first commits")
+    ap.add_argument("--port", type=int, default=6391)
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="ray_enroll_"))
+    fn = {"compare": cmd_compare, "fault": cmd_fault, "resume": cmd_resume, "multinode": cmd_multinode}[args.mode]
+    result = {"mode": args.mode, "environment": environment(), **fn(args, work)}
+    write_json(args.out or default_out(f"ray_enroll_{args.mode}"), result)
+    progress(f"written {args.out or default_out(f'ray_enroll_{args.mode}')}")
+
+
+if __name__ == "__main__":
+    main()

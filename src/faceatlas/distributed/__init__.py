@@ -1,0 +1,10 @@
+"""Past one machine: bulk enrolment and embedding on Ray actors, with the driver as the single gallery writer.
+
+Ray is optional (``pip install 'faceatlas[ray]'``) and imported only when a command asks for it.
+"""
+
+from __future__ import annotations
+
+from .worker import ChunkResult, FaceRow, ImageRows, PhotoWorker, Skipped, file_sha256
+
+__all__ = ["ChunkResult", "FaceRow", "ImageRows", "PhotoWorker", "Skipped", "file_sha256"]
