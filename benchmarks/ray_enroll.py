@@ -8,6 +8,7 @@ source images enrolled, one sample per hash, and bit-identical templates.
     python benchmarks/ray_enroll.py fault --people 150 --trials 10        # kill one Ray worker by pid mid-run
     python benchmarks/ray_enroll.py resume --people 150                   # kill the driver, run again
     python benchmarks/ray_enroll.py multinode --people 150                # ray start --head + a second node
+    python benchmarks/ray_enroll.py milvus --milvus 127.0.0.1:19530       # into a Milvus server gallery
 
 Results go to benchmarks/results/ray_enroll_<mode>.json.
 """
@@ -56,7 +57,7 @@ def env() -> dict[str, str]:
     return out
 
 
-def enrol_cmd(folder: Path, gallery: Path, ray: str | None, actors: int = 0) -> list[str]:
+def enrol_cmd(folder: Path, gallery: Path | str, ray: str | None, actors: int = 0) -> list[str]:
     """The enroll-dir command line."""
     cmd = [sys.executable, "-m", "faceatlas", "enroll-dir", str(folder), "--collection", "lfw", "--gallery",
            str(gallery)]
@@ -76,7 +77,7 @@ def run(cmd: list[str]) -> tuple[float, str]:
     return seconds, lines[-1] if lines else ""
 
 
-def samples(gallery: Path) -> list[tuple[str, str, np.ndarray]]:
+def samples(gallery: Path | str) -> list[tuple[str, str, np.ndarray]]:
     """Every sample of collection ``lfw`` as (person, image hash, template)."""
     from faceatlas.gallery import Gallery
 
@@ -253,20 +254,49 @@ def cmd_multinode(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     pass
 
 
+def cmd_milvus(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Enrol on Ray into a Milvus *server* gallery; same samples as SQLite, same top-1, deletes visible at once."""
+    from faceatlas.gallery import Gallery
+
+    folder, n_images = people_folder(work / "people", args.people)
+    run(enrol_cmd(folder, work / "ref.db", None))
+    ref = samples(work / "ref.db")
+    uri = f"milvus://{args.milvus}?meta={work / 'milvus_meta.sqlite'}"
+    sec, summary = run(enrol_cmd(folder, uri, "local", 2))
+    got = samples(uri)
+    vectors = np.stack([v for _, _, v in ref])
+    server, local = Gallery.open(uri), Gallery.open(str(work / "ref.db"))
+    try:
+        a = [c[0].external_id for c in server.search("lfw", vectors, k=1, model_id="sface")]
+        b = [c[0].external_id for c in local.search("lfw", vectors, k=1, model_id="sface")]
+        victim = ref[0][0]
+        server.delete_person("lfw", victim)
+        after = server.search("lfw", vectors[:1], k=1, model_id="sface")[0]
+        deleted_visible = not after or after[0].external_id != victim
+    finally:
+        server.close()
+        local.close()
+    return {"people": args.people, "images": n_images, "milvus": args.milvus, "seconds": round(sec, 1),
+            "summary": summary, **compare(ref, got), "top1_same_as_sqlite": sum(x == y for x, y in zip(a, b, strict=True)),
+            "queries": len(a), "delete_visible_at_once": deleted_visible}
+
+
 def main() -> None:
     """Parse arguments, run one mode, write its JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["compare", "fault", "resume", "multinode"])
+    ap.add_argument("mode", choices=["compare", "fault", "resume", "multinode", "milvus"])
     ap.add_argument("--people", type=int, default=150, help="first N LFW people (0 = all)")
     ap.add_argument("--actors", default="2,1", help="compare: Ray actor counts to run")
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--kill-window", type=float, default=3.0, help="fault: seconds after the first commits")
     ap.add_argument("--port", type=int, default=6391)
+    ap.add_argument("--milvus", default="127.0.0.1:19530", help="milvus: host:port of a running Milvus server")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="ray_enroll_"))
-    fn = {"compare": cmd_compare, "fault": cmd_fault, "resume": cmd_resume, "multinode": cmd_multinode}[args.mode]
+    fn = {"compare": cmd_compare, "fault": cmd_fault, "resume": cmd_resume, "multinode": cmd_multinode,
+          "milvus": cmd_milvus}[args.mode]
     result = {"mode": args.mode, "environment": environment(), **fn(args, work)}
     write_json(args.out or default_out(f"ray_enroll_{args.mode}"), result)
     progress(f"written {args.out or default_out(f'ray_enroll_{args.mode}')}")

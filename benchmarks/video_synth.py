@@ -97,7 +97,7 @@ def pick_photos(atlas: FaceAtlas, root: Path, name: str, n_show: int, n_enrol: i
         if face.score >= 0.9 and face.box.height >= 90 and frontal(face.landmarks):
             sprites.append(make_sprite(img.rgb, face.box, path.name))
             used.add(path)
-    templates = []
+    templates: list[Any] = []
     for path in order:
         if len(templates) == n_enrol:
             break

@@ -236,3 +236,24 @@ def test_cli_refuses_another_models_templates(sface_gallery: Path, lfw_dir: Path
     assert any(x.get("error", {}).get("code") == "model_mismatch" for x in lines) or "model_mismatch" in proc.stderr
     ok = subprocess.run(cmd[:-3] + ["--embedder", "sface", "--json"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_minor_faces_are_dropped_before_heads_run(atlas: Any, lfw_dir: Path) -> None:
+    import cv2
+
+    from faceatlas.images import load_image
+
+    big = cv2.resize(load_image(lfw("Colin_Powell", 1)).rgb, (750, 750), interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(load_image(lfw("Tony_Blair", 1)).rgb, (125, 125), interpolation=cv2.INTER_AREA)
+    canvas = np.full((900, 1100, 3), 90, np.uint8)
+    canvas[75:825, 0:750] = big
+    canvas[700:825, 900:1025] = small
+    every = atlas.run(canvas, FaceRequest(color="rgb", heads=()))
+    assert every.detected >= 2 and len(every.faces) == every.detected
+    main = atlas.run(canvas, FaceRequest(color="rgb", minor_faces="drop"))
+    assert main.detected == every.detected and len(main.faces) == 1
+    assert main.faces[0].box.width > 200 and main.faces[0].template is not None
+    two = _multi_face_image(lfw_dir)  # two faces of the same size: neither is minor
+    assert len(atlas.run(two, FaceRequest(color="rgb", minor_faces="drop", heads=())).faces) >= 2
+    with pytest.raises(InvalidInputError):
+        FaceRequest(minor_faces="some")  # type: ignore[arg-type]

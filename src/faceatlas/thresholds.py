@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +79,8 @@ class Calibrations:
             return path if path.is_file() else None
         if self.extra_dir is not None and (self.extra_dir / f"{text}.json").is_file():
             return self.extra_dir / f"{text}.json"
+        from importlib import resources  # imported here: ~10 ms of startup that embedding never needs
+
         ref = resources.files("faceatlas") / "calibrations" / f"{text}.json"
         return Path(str(ref)) if ref.is_file() else None
 
@@ -117,6 +118,8 @@ class Calibrations:
         if self.extra_dir is not None and (self.extra_dir / name).is_file():
             log.warning("ignoring %s: user calibrations are used only when chosen (--calibration %s)",
                         self.extra_dir / name, model_id)
+        from importlib import resources  # imported here: ~10 ms of startup that embedding never needs
+
         ref = resources.files("faceatlas") / "calibrations" / name
         if ref.is_file():
             return Calibration.from_json(ref.read_text())

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import platform
-import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,8 @@ def create_session(
     opts = _options(ort, threads, prepack, optimise=True)
     tmp = ""
     if cached is not None:
+        import tempfile  # only when the optimised graph is not cached yet (tempfile costs ~4 ms of startup)
+
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ort", dir=cached.parent)
@@ -95,6 +96,7 @@ def _optimised_path(ort_version: str, path: Path, prepack: bool, cache_dir: Path
     return cache_dir / "optimized" / f"{path.stem}.{hashlib.sha256(key.encode()).hexdigest()[:16]}.ort"
 
 
+@lru_cache(maxsize=1)
 def _cpu_id() -> str:
     """The CPU's model and feature flags (optimised graphs use kernels chosen for them)."""
     try:
@@ -102,4 +104,6 @@ def _cpu_id() -> str:
             lines = [ln for ln in fh.read(65536).splitlines() if ln.startswith(("flags", "model name"))]
         return "|".join(sorted(set(lines)))
     except OSError:
+        import platform
+
         return f"{platform.machine()}|{platform.processor()}"

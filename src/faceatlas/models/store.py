@@ -6,7 +6,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +183,7 @@ class ModelStore:
 
     def _download(self, spec: ModelSpec, urls: list[str]) -> Path:
         """Download the model into the cache from the first URL that works, verifying its sha256."""
+        import tempfile
         import urllib.error  # imported here: network modules cost ~0.1 s of startup and are rarely needed
         import urllib.request
 
@@ -242,6 +242,8 @@ class ModelStore:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write a file via a temporary sibling and rename, so readers never see half a file."""
+    import tempfile  # imported here: only transforms write files, and tempfile costs ~4 ms of startup
+
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -18,6 +16,8 @@ RECORD_NAME = "verified.json"
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks."""
+    import hashlib  # imported here: a trusted record needs no hashing at startup
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_CHUNK), b""):
@@ -76,6 +76,8 @@ class HashRecord:
 
     def _save(self, entries: dict[str, dict[str, object]]) -> None:
         """Write the record atomically; a read-only cache just means hashing again next time."""
+        import tempfile  # only when the record changes (tempfile costs ~4 ms of startup)
+
         tmp = ""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from ..models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, ModelStore
 from ..thresholds import Calibrations, OperatingPoint, estimated_far, resolve_threshold
 from ..types import Detection, Face, Template
 from .heads import CANONICAL, CropSpec, FaceBatch, Head, head_factory
-from .request import CROP, EMBED_ALL, EMBEDDING, QUALITY, FaceRequest
+from .request import CROP, EMBED_ALL, EMBEDDING, MINOR_INSIDE, MINOR_SCORE, MINOR_SIZE, QUALITY, FaceRequest
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +310,8 @@ class Pipeline:
         loaded = self.load(image, request.color)
         dets = self.detector.detect(loaded)
         faces = [Face(d, i) for i, d in enumerate(dets)]
+        if request.minor_faces == "drop" and len(faces) > 1:
+            faces = _without_minor(faces)
         limit = request.max_faces
         if limit is not None and len(faces) > limit and request.too_many == "refuse":
             raise FaceAtlasError(
@@ -353,6 +355,21 @@ def _face(det: Detection, index: int, results: dict[str, Any]) -> Face:
     extras = {n: v for n, v in results.items() if n not in (EMBEDDING, CROP)}
     return Face(det, index, results.get(EMBEDDING), None if quality is None else float(quality.score),
                 results.get(CROP), extras)
+
+
+def _without_minor(faces: list[Face]) -> list[Face]:
+    """The faces that are not minor next to the largest one (far narrower, far weaker or nested inside it)."""
+    main = max(faces, key=lambda f: f.box.width)
+    return [f for f in faces if f is main or not _minor(f, main)]
+
+
+def _minor(face: Face, main: Face) -> bool:
+    """Whether ``face`` is too small, too weak or too much inside ``main`` to be another person."""
+    a, m = face.box, main.box
+    inter_w = max(0.0, min(a.x2, m.x2) - max(a.x1, m.x1))
+    inter_h = max(0.0, min(a.y2, m.y2) - max(a.y1, m.y1))
+    return (a.width < MINOR_SIZE * m.width or face.score < MINOR_SCORE * main.score
+            or inter_w * inter_h >= MINOR_INSIDE * a.area)
 
 
 def _box(x1: float, y1: float, x2: float, y2: float) -> Any:

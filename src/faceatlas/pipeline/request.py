@@ -11,6 +11,14 @@ from ..images import ColorOrder
 
 FacesMode = Literal["all", "one"]
 TooMany = Literal["keep", "refuse"]
+MinorFaces = Literal["keep", "drop"]
+
+#: A face narrower than this share of the largest face's width is minor (``minor_faces="drop"``).
+MINOR_SIZE = 1 / 3
+#: ... and so is a face whose detection score is below this share of the largest face's score,
+MINOR_SCORE = 0.5
+#: ... or a box lying at least this much inside the largest face's box (a phantom part of that face).
+MINOR_INSIDE = 0.8
 
 #: Heads every pipeline knows (more can be registered with :func:`faceatlas.pipeline.register_head`).
 EMBEDDING, QUALITY, CROP = "embedding", "quality", "crop"
@@ -25,7 +33,8 @@ class FaceRequest:
     ``faces="one"`` keeps the face at ``face_index`` or the one the ``select`` policy picks (``None``: the
     pipeline's default policy). ``heads`` names the per-face heads to run (``()`` = detection only).
     ``require_face`` raises ``no_face`` when nothing is found; ``hash_image`` records the sha256 of the encoded
-    input (paths and bytes), which enrolment uses to spot duplicates.
+    input (paths and bytes), which enrolment uses to spot duplicates. ``minor_faces="drop"`` discards faces that are
+    minor next to the largest one (far narrower, far weaker or nested inside it) before any head runs.
     """
 
     faces: FacesMode = "all"
@@ -37,6 +46,7 @@ class FaceRequest:
     require_face: bool = False
     color: ColorOrder | None = None
     hash_image: bool = False
+    minor_faces: MinorFaces = "keep"
 
     def __post_init__(self) -> None:
         if self.faces not in ("all", "one"):
@@ -53,6 +63,8 @@ class FaceRequest:
             raise InvalidInputError("invalid_input", "max_faces must be a positive integer")
         if self.too_many not in ("keep", "refuse"):
             raise InvalidInputError("invalid_input", f"too_many must be 'keep' or 'refuse', got {self.too_many!r}")
+        if self.minor_faces not in ("keep", "drop"):
+            raise InvalidInputError("invalid_input", f"minor_faces must be 'keep' or 'drop', got {self.minor_faces!r}")
         if isinstance(self.heads, str):
             object.__setattr__(self, "heads", (self.heads,))
         object.__setattr__(self, "heads", tuple(dict.fromkeys(self.heads)))

@@ -58,8 +58,8 @@ def enrol_request(multi_face: MultiFacePolicy = "reject", gates: QualityGates | 
     Gates on pose, eyes or liveness add the analysis heads they read.
     """
     extra = gates.heads() if gates is not None else ()
-    if multi_face == "reject":  # every face, so that check_gates can ignore minor ones (far smaller or weaker)
-        return FaceRequest(faces="all", heads=(EMBEDDING, QUALITY, CROP, *extra), hash_image=True)
+    if multi_face == "reject":  # every face but minor ones (far smaller, weaker or nested): more than one is refused
+        return FaceRequest(faces="all", minor_faces="drop", heads=(EMBEDDING, QUALITY, CROP, *extra), hash_image=True)
     return FaceRequest(faces="one", select=multi_face, heads=(EMBEDDING, QUALITY, CROP, *extra), hash_image=True)
 
 
@@ -69,9 +69,11 @@ def check_gates(result: ImageResult, name: str, multi_face: MultiFacePolicy, gat
         raise result.error
     if not result.faces:
         raise NoFaceError(f"{name}: no face found", source=name)
+    if len(result.faces) > 1:  # the "reject" policy: several faces that are not minor next to the main one
+        raise FaceAtlasError(
+            "multiple_faces", f"{name}: {result.detected} faces; enrol photos of one person or choose a policy"
+        )
     face = result.faces[0]
-    if result.detected > 1 and multi_face == "reject":
-        face = _main_face(result, name)
     det = face.detection
     if min(det.box.width, det.box.height) < gates.min_face_size:
         raise FaceAtlasError(
@@ -89,35 +91,6 @@ def check_gates(result: ImageResult, name: str, multi_face: MultiFacePolicy, gat
     _analysis_gates(face, name, gates)
     assert face.template is not None and face.crop is not None
     return PreparedFace(name, face, face.template, float(q.score), result.sha256, face.crop)
-
-
-MINOR_SIZE = 1 / 3
-"""A second face narrower than this share of the main face's width is ignored by the "reject" policy."""
-MINOR_SCORE = 0.5
-"""A second face whose detection score is below this share of the main face's score is ignored too (and so is a
-box lying inside the main face's box)."""
-
-
-def _main_face(result: ImageResult, name: str) -> Face:
-    """The largest face when every other one is minor (far smaller or far weaker), else ``multiple_faces``."""
-    faces = list(result.faces)
-    main = max(faces, key=lambda f: f.detection.box.width)
-    minor = [f for f in faces if f is not main and (f.detection.box.width < MINOR_SIZE * main.detection.box.width
-                                                    or f.detection.score < MINOR_SCORE * main.detection.score
-                                                    or _inside(f, main))]
-    if len(faces) < result.detected or len(minor) < len(faces) - 1:
-        raise FaceAtlasError(
-            "multiple_faces", f"{name}: {result.detected} faces; enrol photos of one person or choose a policy"
-        )
-    return main
-
-
-def _inside(face: Face, main: Face) -> bool:
-    """Whether most (80 %) of a face's box lies inside the main face's box: a part of that face, not a person."""
-    a, m = face.detection.box, main.detection.box
-    w = max(0.0, min(a.x2, m.x2) - max(a.x1, m.x1))
-    h = max(0.0, min(a.y2, m.y2) - max(a.y1, m.y1))
-    return w * h >= 0.8 * a.width * a.height
 
 
 def _analysis_gates(face: Face, name: str, gates: QualityGates) -> None:

@@ -162,8 +162,27 @@ function listResults(result) {
         : " — no one is enrolled yet";
     }
     li.append(who, meta);
+    const est = analysisText(face);
+    if (est) {
+      const line = document.createElement("span");
+      line.className = "analysis";
+      line.textContent = est;
+      li.append(line);
+    }
     list.append(li);
   }
+}
+
+// face-analysis estimates of a face (only present when "Analyse" was ticked), as one short line
+function analysisText(face) {
+  const parts = [];
+  if (face.age) parts.push(`age ≈ ${Math.round(face.age.years)}`);
+  if (face.gender) parts.push(face.gender.label);
+  if (face.expression) parts.push(face.expression.label);
+  if (face.pose) parts.push(`yaw ${face.pose.yaw > 0 ? "+" : ""}${Math.round(face.pose.yaw)}°`);
+  if (face.eyes) parts.push(face.eyes.open ? "eyes open" : "eyes closed?");
+  if (face.liveness) parts.push(face.liveness.live ? `live ${face.liveness.score.toFixed(2)}` : `possible replay ${face.liveness.score.toFixed(2)}`);
+  return parts.length ? "Estimates: " + parts.join(" · ") : "";
 }
 
 async function identify(event) {
@@ -173,6 +192,7 @@ async function identify(event) {
   if (!file) { setStatus(out, "Choose a photo.", "bad"); return; }
   const form = new FormData();
   form.append("image", file, file.name);
+  if ($("identify-analyse").checked) form.append("heads", "age,gender,expression,pose,eyes,liveness");
   busy($("identify-btn"), true);
   setStatus(out, "Identifying…", null);
   clearIdentify();
