@@ -29,11 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from faceatlas import config  # noqa: E402
-from faceatlas.facade import FaceAtlas  # noqa: E402
 from faceatlas.detect import select_face  # noqa: E402
 from faceatlas.evaluate.metrics import cmc, dir_at_fpir, rank_k  # noqa: E402
 from faceatlas.evaluate.protocols import IdentificationSplit, lfw_identification_split  # noqa: E402
 from faceatlas.evaluate.runner import embed_images, evaluate_identification  # noqa: E402
+from faceatlas.facade import FaceAtlas  # noqa: E402
 from faceatlas.gallery import Gallery  # noqa: E402
 from faceatlas.models import ModelStore  # noqa: E402
 from faceatlas.recognition import QualityGates, Recognizer  # noqa: E402

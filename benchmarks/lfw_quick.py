@@ -40,9 +40,9 @@ from _common import (
     write_json,
 )
 
-from faceatlas.facade import FaceAtlas
 from faceatlas.detect import SelectPolicy
 from faceatlas.errors import FaceAtlasError
+from faceatlas.facade import FaceAtlas
 
 EMBEDDERS = ("sface", "faceplugin-512")
 DETECTORS = ("yunet", "yunet-fp32", "scrfd-500m", "scrfd-2.5g")

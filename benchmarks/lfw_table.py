@@ -29,7 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from faceatlas import config  # noqa: E402
-from faceatlas.facade import FaceAtlas  # noqa: E402
 from faceatlas.calibration import Calibration  # noqa: E402
 from faceatlas.embed.ensemble import fuse_templates  # noqa: E402
 from faceatlas.evaluate.calibrate import all_pair_scores  # noqa: E402
@@ -44,6 +43,7 @@ from faceatlas.evaluate.runner import (  # noqa: E402
     prefill_flip_caches,
     seed_template_cache,
 )
+from faceatlas.facade import FaceAtlas  # noqa: E402
 from faceatlas.models import ModelStore  # noqa: E402
 
 DEFAULT_CONFIGS = (

@@ -272,8 +272,8 @@ class Dataset:
 def lfw_templates(images: Path, dim: int) -> tuple[F32, I64]:
     """Real SFace templates of every LFW image (the evaluation suite's cache) and their person labels."""
     from faceatlas import config
-    from faceatlas.facade import FaceAtlas
     from faceatlas.evaluate.runner import embed_images
+    from faceatlas.facade import FaceAtlas
     from faceatlas.models import ModelStore
 
     keys = sorted(str(p.relative_to(images)) for p in images.glob("*/*.jpg"))

@@ -124,8 +124,8 @@ def test_identification_through_gallery_matches_eval_suite(atlas, tmp_path: Path
 def test_flip_prefill_fills_both_caches_exactly(tmp_path: Path, lfw_dir: Path, models_dir: Path) -> None:
     """One pass embeds a model and its +flip twin; the cached templates equal the uncached pipeline's, and a copy
     of an image (same bytes, new path and mtime) still hits the cache."""
-    from faceatlas.facade import FaceAtlas
     from faceatlas.evaluate.runner import embed_images, prefill_flip_caches
+    from faceatlas.facade import FaceAtlas
     from faceatlas.models import ModelStore
 
     store = ModelStore(models_dir=models_dir)

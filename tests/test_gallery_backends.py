@@ -597,7 +597,8 @@ def test_milvus_hnsw_index(lite_dir: Path, tmp_path: Path) -> None:
         for pid, vecs in list(people.items())[:10]:
             assert g.search("c", vecs[2], k=1, model_id="m")[0][0].person_id == pid
             ref = reference_centroid(people, vecs[0], 3)
-            assert [c.person_id for c in g.search("c", vecs[0], k=3, aggregate="centroid", model_id="m")[0]] == [p for _, p in ref]
+            hits = g.search("c", vecs[0], k=3, aggregate="centroid", model_id="m")[0]
+            assert [c.person_id for c in hits] == [p for _, p in ref]
 
 
 @needs_milvus

@@ -15,6 +15,7 @@ from conftest import lfw
 
 from faceatlas.errors import FaceAtlasError, InvalidInputError
 from faceatlas.pipeline import (
+    CANONICAL,
     CROP,
     DETECT,
     EMBEDDING,
@@ -24,7 +25,6 @@ from faceatlas.pipeline import (
     FaceRequest,
     register_head,
 )
-
 
 
 def _multi_face_image(lfw_dir: Path) -> np.ndarray:
@@ -60,7 +60,7 @@ def test_heads_share_one_crop_per_spec(atlas: Any, lfw_dir: Path) -> None:
 
     original = FaceBatch.crops
 
-    def counting(self: FaceBatch, spec: CropSpec = CropSpec()) -> Any:
+    def counting(self: FaceBatch, spec: CropSpec = CANONICAL) -> Any:
         if spec not in self._crops:
             calls.append(spec)
         return original(self, spec)

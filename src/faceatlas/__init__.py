@@ -36,20 +36,20 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .facade import FaceAtlas as FaceAtlas
-    from .gallery import Gallery as Gallery
-    from .pipeline import FaceRequest as FaceRequest
-    from .pipeline import ImageResult as ImageResult
-    from .pipeline import Pipeline as Pipeline
-    from .recognition import Recognizer as Recognizer
     from .errors import FaceAtlasError as FaceAtlasError
     from .errors import ImageError as ImageError
     from .errors import InvalidInputError as InvalidInputError
     from .errors import ModelError as ModelError
     from .errors import NoFaceError as NoFaceError
+    from .facade import FaceAtlas as FaceAtlas
+    from .gallery import Gallery as Gallery
     from .images import LoadedImage as LoadedImage
     from .images import load_image as load_image
     from .models.store import ModelStore as ModelStore
+    from .pipeline import FaceRequest as FaceRequest
+    from .pipeline import ImageResult as ImageResult
+    from .pipeline import Pipeline as Pipeline
+    from .recognition import Recognizer as Recognizer
     from .types import Box as Box
     from .types import Detection as Detection
     from .types import Face as Face

@@ -23,46 +23,104 @@ def create_session(
     """Open an ONNX Runtime CPU session for a model file (thread-safe for concurrent ``run``).
 
     ``prepack=False`` skips ORT's weight pre-packing: SFace's session opens ~30 ms faster and runs as fast.
-    With ``cache_dir``, the graph ORT optimised for this CPU and ORT version is saved there once (ORT format) and
-    later sessions load it without optimising again (same outputs, bit for bit).
+    With ``cache_dir``, the graph ORT optimised for this CPU and ORT version is saved there once, as an ONNX file
+    whose weights sit in a sidecar ``.data`` file that later sessions memory-map instead of copying: SFace's
+    session then opens in ~6 ms of CPU instead of ~70 ms (the ORT-format cache), with the same outputs bit for bit.
     """
     import onnxruntime as ort
 
     providers = config.providers()
     cached = _optimised_path(ort.__version__, path, prepack, cache_dir) if providers == _CPU else None
-    if cached is not None and cached.is_file():
-        opts = _options(ort, threads, prepack, optimise=False)
-        opts.add_session_config_entry("session.load_model_format", "ORT")
-        opts.add_session_config_entry("session.use_ort_model_bytes_directly", "1")
-        try:
-            return ort.InferenceSession(str(cached), opts, providers=providers)
-        except Exception as exc:  # noqa: BLE001 - a stale or damaged cache entry: rebuild it below
-            log.warning("cached optimised model %s cannot be loaded (%s); rebuilding it", cached, exc)
-            cached.unlink(missing_ok=True)
-    opts = _options(ort, threads, prepack, optimise=True)
-    tmp = ""
-    if cached is not None:
-        import tempfile  # only when the optimised graph is not cached yet (tempfile costs ~4 ms of startup)
+    if cached is None:
+        return _open(ort, path, _options(ort, threads, prepack, optimise=True), providers)
+    if cached.is_file():
+        loaded = _open_cached(ort, cached, threads, prepack, providers)
+        if loaded is not None:
+            return loaded
+    with _dir_lock(cached.parent):  # one builder per cache folder; the others wait, then memory-map its result
+        if cached.is_file():
+            loaded = _open_cached(ort, cached, threads, prepack, providers)
+            if loaded is not None:
+                return loaded
+        return _build_cached(ort, path, cached, threads, prepack, providers)
 
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ort", dir=cached.parent)
-            os.close(fd)
-            opts.optimized_model_filepath = tmp
-            opts.add_session_config_entry("session.save_model_format", "ORT")
-        except OSError as exc:
-            log.debug("cannot cache the optimised model in %s: %s", cached.parent, exc)
-            tmp = ""
+
+def _open(ort: Any, path: Path, opts: Any, providers: list[str]) -> Any:
+    """A session for ``path``; load failures become ``model_invalid``."""
     try:
-        session = ort.InferenceSession(str(path), opts, providers=providers)
-        if tmp and cached is not None and os.path.getsize(tmp) > 0:
-            os.replace(tmp, cached)
-        return session
+        return ort.InferenceSession(str(path), opts, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ModelError("model_invalid", f"cannot load model {path.name}: {exc}") from None
+
+
+def _open_cached(ort: Any, cached: Path, threads: int | None, prepack: bool, providers: list[str]) -> Any | None:
+    """A session from the saved optimised graph, or None when that copy is stale or damaged."""
+    try:
+        return ort.InferenceSession(str(cached), _options(ort, threads, prepack, optimise=False), providers=providers)
+    except Exception as exc:  # noqa: BLE001 - a stale or damaged cache entry: rebuilt by the caller
+        log.warning("cached optimised model %s cannot be loaded (%s); rebuilding it", cached, exc)
+        return None
+
+
+def _build_cached(ort: Any, path: Path, cached: Path, threads: int | None, prepack: bool, providers: list[str]) -> Any:
+    """Optimise ``path`` into a session and save the optimised graph at ``cached`` (weights in ``cached.data``)."""
+    data = _data_path(cached)
+    tmp = cached.with_name(f".tmp-{os.getpid()}-{cached.name}")
+    opts = _options(ort, threads, prepack, optimise=True)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        # Unlink, never overwrite: a process may still have the old weights memory-mapped.
+        for old in (cached, data, tmp, cached.with_suffix(".ort")):  # .ort: this key's cache before version 0.1
+            old.unlink(missing_ok=True)
+        opts.optimized_model_filepath = str(tmp)
+        opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", data.name)
+        opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    except OSError as exc:
+        log.debug("cannot cache the optimised model in %s: %s", cached.parent, exc)
+        return _open(ort, path, _options(ort, threads, prepack, optimise=True), providers)
+    try:
+        session = _open(ort, path, opts, providers)
+        if tmp.is_file() and tmp.stat().st_size > 0 and data.is_file():
+            for made in (tmp, data):
+                os.chmod(made, 0o600)  # like every other file in the cache
+            os.replace(tmp, cached)  # the graph appears only once its weights are complete
+        return session
+    except OSError as exc:
+        log.debug("cannot cache the optimised model in %s: %s", cached.parent, exc)
+        return _open(ort, path, _options(ort, threads, prepack, optimise=True), providers)
     finally:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
+
+
+def _data_path(cached: Path) -> Path:
+    """The sidecar file holding a cached optimised graph's weights."""
+    return cached.with_name(cached.name + ".data")
+
+
+class _dir_lock:
+    """An exclusive advisory lock on a folder (a no-op where ``fcntl`` or the folder is unavailable)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        try:
+            import fcntl
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.folder, os.O_RDONLY)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except (ImportError, OSError) as exc:
+            log.debug("no lock on %s: %s", self.folder, exc)
+            if self.fd >= 0:
+                os.close(self.fd)
+            self.fd = -1
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing releases the flock
+            self.fd = -1
 
 
 def _options(ort: Any, threads: int | None, prepack: bool, optimise: bool) -> Any:
@@ -93,7 +151,7 @@ def _optimised_path(ort_version: str, path: Path, prepack: bool, cache_dir: Path
     except OSError:
         return None
     key = "|".join([ort_version, str(path.resolve()), str(st.st_size), str(st.st_mtime_ns), str(prepack), _cpu_id()])
-    return cache_dir / "optimized" / f"{path.stem}.{hashlib.sha256(key.encode()).hexdigest()[:16]}.ort"
+    return cache_dir / "optimized" / f"{path.stem}.{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
 
 
 @lru_cache(maxsize=1)

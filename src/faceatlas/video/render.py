@@ -102,12 +102,21 @@ def annotate(rgb: npt.NDArray[np.uint8], faces: Sequence[Overlay], header: str |
     scale = max(0.4, min(w, h) / 900)
     for f in faces:
         x1, y1, x2, y2 = (round(v) for v in (f.box.x1, f.box.y1, f.box.x2, f.box.y2))
+        cv2.rectangle(out, (x1, y1), (x2, y2), _color(f.track, f.known), thick + 1)
+    drawn: list[tuple[int, int, int, int]] = []
+    for f in sorted(faces, key=lambda o: (o.known, o.track is not None)):  # names last: on top of the rest
+        x1, y1, x2, y2 = (round(v) for v in (f.box.x1, f.box.y1, f.box.x2, f.box.y2))
         color = _color(f.track, f.known)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick + 1)
         tag = f"#{f.track} {f.label}" if f.track is not None else f.label
         (tw, th), base = cv2.getTextSize(tag, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = y1 - 4 if y1 - th - base - 4 >= 0 else min(h - 1, y2 + th + base + 4)
-        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 4, ty + base // 2), color, -1)
+        above, below = y1 - 4, min(h - 1, y2 + th + base + 4)
+        ty = above if above - th - base >= 0 else below
+        rect = (x1, ty - th - base, x1 + tw + 4, ty + base // 2)
+        if any(rect[0] < r[2] and r[0] < rect[2] and rect[1] < r[3] and r[1] < rect[3] for r in drawn):
+            ty = below if ty == above else above  # another label is there: use the other side of the box
+            rect = (x1, ty - th - base, x1 + tw + 4, ty + base // 2)
+        drawn.append(rect)
+        cv2.rectangle(out, (rect[0], rect[1]), (rect[2], rect[3]), color, -1)
         cv2.putText(out, tag, (x1 + 2, ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
     if header:
         cv2.putText(out, header, (8, 8 + int(24 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick + 1,
