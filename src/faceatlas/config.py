@@ -29,6 +29,7 @@ ENV_PROVIDERS = "FACEATLAS_PROVIDERS"
 ENV_DEBUG = "FACEATLAS_DEBUG"
 ENV_SERVER_SETTINGS = "FACEATLAS_SERVER_SETTINGS"
 ENV_TELEMETRY = "FACEATLAS_ALLOW_TELEMETRY"
+ENV_CALIBRATION = "FACEATLAS_CALIBRATION"
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -189,6 +190,11 @@ def template_key(environ: Mapping[str, str] | None = None) -> tuple[str, str] | 
     return None
 
 
+def calibration() -> str | None:
+    """The user calibration to use (a name under ``$FACEATLAS_HOME/calibrations`` or a path), if one is chosen."""
+    return get(ENV_CALIBRATION)
+
+
 def milvus_token() -> str | None:
     """The Milvus server token from ``FACEATLAS_MILVUS_TOKEN``, if set."""
     return get(ENV_MILVUS_TOKEN)
@@ -230,6 +236,7 @@ class Settings:
     offline: bool
     threads: int
     threshold: str | None
+    calibration: str | None
     gallery: str
     actor: str | None
     spin: bool
@@ -248,6 +255,7 @@ def settings() -> Settings:
         offline=offline(),
         threads=default_threads(),
         threshold=default_threshold(),
+        calibration=calibration(),
         gallery=default_gallery(),
         actor=actor(),
         spin=spin_wait(),

@@ -37,7 +37,7 @@ def create_session(
         loaded = _open_cached(ort, cached, threads, prepack, providers)
         if loaded is not None:
             return loaded
-    with _dir_lock(cached.parent):  # one builder per cache folder; the others wait, then memory-map its result
+    with _DirLock(cached.parent):  # one builder per cache folder; the others wait, then memory-map its result
         if cached.is_file():
             loaded = _open_cached(ort, cached, threads, prepack, providers)
             if loaded is not None:
@@ -97,7 +97,7 @@ def _data_path(cached: Path) -> Path:
     return cached.with_name(cached.name + ".data")
 
 
-class _dir_lock:
+class _DirLock:
     """An exclusive advisory lock on a folder (a no-op where ``fcntl`` or the folder is unavailable)."""
 
     def __init__(self, folder: Path) -> None:

@@ -100,7 +100,7 @@ class Pipeline:
         self.max_pixels = max_pixels
         # a user calibration (name or path) is used only when chosen here or in FACEATLAS_CALIBRATION
         self.calibrations = Calibrations(config.home_dir() / "calibrations",
-                                         calibration if calibration is not None else config.get("FACEATLAS_CALIBRATION"))
+                                         calibration if calibration is not None else config.calibration())
         self._lock = threading.Lock()
         self._detector: OnnxDetector | None = None
         self._embedder: CropEmbedder | None = None

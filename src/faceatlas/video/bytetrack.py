@@ -53,6 +53,9 @@ _CLAIM_IOU = 0.5
 _CLAIM_OTHER = 0.15
 #: Largest size ratio between a prediction and a detection for a motion match.
 _SIZE_RATIO = 2.0
+#: Seconds a new track that looks like a lost named one, but has no name from its own frame votes yet, stays
+#: tentative (gathering votes) before it is confirmed as a new track.
+_RELINK_WAIT = 1.0
 #: Templates a track needs before its faces may skip the embedder: once named, and while not (yet) named.
 _MIN_EMBEDDED = 3
 _MIN_EMBEDDED_UNNAMED = 12
@@ -300,7 +303,9 @@ class ByteFaceTracker:
         for s in list(self._tracks):
             if s.state != "tentative" or s.hits < cfg.min_hits:
                 continue
-            target = self._relink_target(s)
+            target, pending = self._relink_target(s)
+            if target is None and pending and t - s.first_t < _RELINK_WAIT:
+                continue  # may be a lost named person whose votes have not named them yet
             if target is not None:
                 target.absorb(s, cfg)
                 self._tracks.remove(s)
@@ -347,21 +352,28 @@ class ByteFaceTracker:
         self._tracks = survivors
         return ended
 
-    def _relink_target(self, new: _Trk) -> _Trk | None:
-        """The lost or dormant track a newly confirmed one continues (mean templates at or above ``reid``), if any."""
+    def _relink_target(self, new: _Trk) -> tuple[_Trk | None, bool]:
+        """The lost or dormant track a newly confirmed one continues, if any; and whether one may match later.
+
+        A match needs mean templates at or above ``reid`` and the same frame-vote label (the same person, or nobody).
+        "Later" is when a lost track labelled as a person looks alike but the new track's votes name nobody yet.
+        """
         feat = new.mean()
         if feat is None or self.gates is None:
-            return None
-        best, best_sim = None, self.gates.reid
+            return None, False
+        best, best_sim, pending = None, self.gates.reid, False
         label = new.label()
         for s in self._tracks:
-            if s.state not in ("lost", "dormant") or s.last_t >= new.first_t or s.label() != label:
+            if s.state not in ("lost", "dormant") or s.last_t >= new.first_t:
                 continue
             mean = s.mean()
             sim = -1.0 if mean is None else float(mean @ feat)
+            if s.label() != label:
+                pending = pending or (label is None and sim >= self.gates.reid)
+                continue
             if sim >= best_sim:
                 best, best_sim = s, sim
-        return best
+        return best, pending
 
     def _appearance(self, s: _Trk, d: TrackerInput) -> float | None:
         """Appearance bonus in [0, 1] of a pair, None when it is vetoed; 0 without templates on both sides."""
