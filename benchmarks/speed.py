@@ -24,6 +24,10 @@ its baseline is a copy with just those inputs removed (weights, quantisation and
     python benchmarks/speed.py                                 # all cases, a few minutes
     python benchmarks/speed.py --cases 250,640 --pairs 300
     python benchmarks/speed.py --pairs 20 --cold 4 --bulk 40 --bulk-repeats 1     # smoke test
+    python benchmarks/speed.py --profile fast --cases 250,640,1080p                 # the fast profile
+
+``--profile`` runs faceatlas with that profile (``FaceAtlas(profile=...)``) in every case; OpenCV's side stays
+YuNet + SFace, so the ratio says how much faster the profile is than OpenCV's own pipeline.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ Vector = npt.NDArray[np.float32]
 # The two cold-start scripts: argv = image, YuNet file, SFace file (the faceatlas one ignores the model paths and
 # resolves its own copies of the same files).
 COLD_FA = "import sys, faceatlas; faceatlas.FaceAtlas().embed(sys.argv[1])"
+COLD_FA_PROFILE = ("import sys, faceatlas; "
+                   "faceatlas.FaceAtlas(profile=sys.argv[2], models_dir=sys.argv[3]).embed(sys.argv[1])")
 COLD_CV = """import sys, cv2, numpy as np
 img = cv2.imread(sys.argv[1])
 det = cv2.FaceDetectorYN.create(sys.argv[2], "", (img.shape[1], img.shape[0]), 0.6, 0.3, 5000)
@@ -163,8 +169,10 @@ def interleave(a: Callable[[], Any], b: Callable[[], Any], pairs: int, warmup: i
 
 
 def cosines(a: list[Vector], b: list[Vector]) -> list[float]:
-    """Best-match cosine of each faceatlas template against the OpenCV ones."""
-    return [max(float(np.dot(x, y)) for y in b) for x in a] if a and b else []
+    """Best-match cosine of each faceatlas template against the OpenCV ones (none when the models differ)."""
+    if not a or not b or a[0].shape != b[0].shape:
+        return []
+    return [max(float(np.dot(x, y)) for y in b) for x in a]
 
 
 # -- images -------------------------------------------------------------------------------------------------------
@@ -214,9 +222,12 @@ def run_process(args: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cold_case(image: Path, yunet: Path, sface: Path, rounds: int) -> dict[str, Any]:
+def cold_case(image: Path, yunet: Path, sface: Path, rounds: int, profile: str | None = None,
+              models_dir: Path | None = None) -> dict[str, Any]:
     """Whole processes, alternated: faceatlas's cold start against OpenCV's."""
     fa_cmd = [sys.executable, "-c", COLD_FA, str(image)]
+    if profile is not None:
+        fa_cmd = [sys.executable, "-c", COLD_FA_PROFILE, str(image), profile, str(models_dir)]
     cv_cmd = [sys.executable, "-c", COLD_CV, str(image), str(yunet), str(sface)]
     run_process(fa_cmd)  # the transformed models are cached once, like any first use
     run_process(cv_cmd)
@@ -228,10 +239,11 @@ def cold_case(image: Path, yunet: Path, sface: Path, rounds: int) -> dict[str, A
             res[who]["wall"].append(wall * 1e3)
             res[who]["cpu"].append(cpu * 1e3)
     return {"wall_ms": paired(res["fa"]["wall"], res["cv"]["wall"]), "cpu_ms": paired(res["fa"]["cpu"], res["cv"]["cpu"]),
-            "load_before": before, "load_after": load(), "faceatlas_script": COLD_FA, "opencv_script": COLD_CV}
+            "load_before": before, "load_after": load(), "faceatlas_script": fa_cmd[2], "opencv_script": COLD_CV}
 
 
-def bulk_case(paths: list[Path], yunet: Path, sface: Path, models_dir: Path, repeats: int) -> dict[str, Any]:
+def bulk_case(paths: list[Path], yunet: Path, sface: Path, models_dir: Path, repeats: int,
+              profile: str | None = None) -> dict[str, Any]:
     """Two single-thread worker processes per path over the same images; CPU per image from the workers' loops."""
     rows: dict[str, list[dict[str, float]]] = {"fa": [], "cv": []}
     with tempfile.TemporaryDirectory(prefix="faceatlas-bulk-") as tmp:
@@ -245,7 +257,8 @@ def bulk_case(paths: list[Path], yunet: Path, sface: Path, models_dir: Path, rep
             for who in (("fa", "cv") if r % 2 == 0 else ("cv", "fa")):
                 procs = [subprocess.Popen([sys.executable, __file__, "--worker", who, "--worker-list", str(f),
                                            "--opencv-yunet", str(yunet), "--opencv-sface", str(sface),
-                                           "--models-dir", str(models_dir)], stdout=subprocess.PIPE, text=True)
+                                           "--models-dir", str(models_dir)] + (["--profile", profile] if profile else []),
+                                          stdout=subprocess.PIPE, text=True)
                          for f in lists]
                 outs = [json.loads(p.communicate()[0]) for p in procs]
                 images = sum(o["images"] for o in outs)
@@ -264,7 +277,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "fa":
         from faceatlas import FaceAtlas
 
-        fa = FaceAtlas(models_dir=args.models_dir, threads=1)
+        fa = FaceAtlas(models_dir=args.models_dir, threads=1, profile=args.profile)
         fa.embed(paths[0])
         c0, t0 = time.process_time(), time.perf_counter()
         faces = sum(len(r) for r in fa.embed_many(paths, faces="one", select="largest"))
@@ -297,6 +310,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--data-dir", type=Path, default=default_data_dir(), help="data folder holding lfw/")
     ap.add_argument("--models-dir", type=Path, default=default_models_dir(), help="extra model files folder")
     ap.add_argument("--out", type=Path, default=default_out("speed"), help="JSON results path")
+    ap.add_argument("--profile", help="faceatlas profile to measure (e.g. fast; default: the default models)")
     ap.add_argument("--worker", choices=("fa", "cv"), help=argparse.SUPPRESS)
     ap.add_argument("--worker-list", help=argparse.SUPPRESS)
     ap.add_argument("--opencv-yunet", help=argparse.SUPPRESS)
@@ -324,10 +338,11 @@ def main() -> None:
     rels = distinct_images(read_lfw_pairs(lfw / "pairs.txt")[2])
     image = lfw / "images" / rels[0]
     cv2.setNumThreads(args.threads)
-    fa = FaceAtlas(models_dir=args.models_dir, threads=args.threads, select="largest")
+    fa = FaceAtlas(models_dir=args.models_dir, threads=args.threads, select="largest", profile=args.profile)
     fa.warmup()
     results: dict[str, Any] = {"benchmark": "speed", "environment": environment(),
-                               "ratio": "faceatlas / OpenCV, median of paired ratios [p25, p75]"}
+                               "ratio": "faceatlas / OpenCV, median of paired ratios [p25, p75]",
+                               "profile": args.profile, "faceatlas_models": [fa.detector_name, fa.model_id]}
     rows: list[list[Any]] = []
     with tempfile.TemporaryDirectory(prefix="faceatlas-speed-") as tmpname:
         tmp = Path(tmpname)
@@ -352,7 +367,7 @@ def main() -> None:
                          f"{r['load_before'][0]}→{r['load_after'][0]}"])
         if "cold" in cases:
             progress(f"case cold: {args.cold} alternated process pairs")
-            r = cold_case(image, yunet, sface, args.cold)
+            r = cold_case(image, yunet, sface, args.cold, args.profile, args.models_dir)
             results["cold"] = r
             rows.append(["cold start", r["wall_ms"]["fa_median"], r["wall_ms"]["cv_median"], r["wall_ms"]["ratio_median"],
                          f"[{r['wall_ms']['ratio_p25']:.3f}, {r['wall_ms']['ratio_p75']:.3f}]",
@@ -360,7 +375,7 @@ def main() -> None:
         if "bulk" in cases:
             progress(f"case bulk: {args.bulk} images, 2 processes per path, {args.bulk_repeats} run(s) each")
             r = bulk_case([lfw / "images" / x for x in rels[: args.bulk]], yunet, sface, args.models_dir,
-                          args.bulk_repeats)
+                          args.bulk_repeats, args.profile)
             results["bulk"] = r
             c = r["cpu_per_image"]
             rows.append(["bulk CPU/image", c["fa_median"], c["cv_median"], c["ratio_median"],

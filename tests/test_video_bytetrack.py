@@ -234,3 +234,16 @@ def test_unknown_tracks_get_stable_anonymous_ids() -> None:
     assert res.update(_evidence(1, unit(rng), {None: 6.0}, 6)) is None and res.current(1).anonymous == "unknown-1"  # type: ignore[union-attr]
     named = res.update(_evidence(2, noisy(ann, rng), {None: 3.0, "ann": 5.0}, 8))
     assert named is not None and named.person == "ann" and named.anonymous == "unknown-2" and named.label == "Ann"
+
+
+def test_reentry_waits_for_its_votes_before_starting_a_new_track() -> None:
+    rng = np.random.default_rng(16)
+    a = unit(rng)
+    run = Run(tracker(lost_seconds=10.0))  # type: ignore[arg-type]
+    for _ in range(8):
+        run.step({"a": _voted(100, noisy(a, rng), "ann")})
+    for _ in range(20):
+        run.step({})
+    for k in range(6):  # back, entering: the first frames are too poor for a vote, then the gallery names her
+        run.step({"a2": _voted(600, noisy(a, rng), None if k < 3 else "ann")})
+    assert run.ids("a2") == run.ids("a") and run.seen["a2"][:3] == [None, None, None] and len(run.started) == 1

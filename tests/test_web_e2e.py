@@ -367,3 +367,42 @@ def test_web_tour_on_desktop_and_phone(server: ServerProcess, browser_path: str,
         finally:
             browser.close()
     assert not [e for e in console_errors if not e.startswith("Failed to load resource")], console_errors
+
+
+@pytest.mark.slow
+def test_thumbnails_of_kept_crops(server: ServerProcess, browser_path: str, browser_env: BrowserEnv,
+                                  shots: Path) -> None:
+    """Enrolled with "keep face crops": the person's faces appear as thumbnails; without it, none (privacy)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    assert server.admin_key is not None
+    console_errors: list[str] = []
+    failed: list[str] = []  # only the first listing of a not-yet-created collection may 404
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=browser_path, headless=True, args=list(CHROMIUM_PRIVATE_ARGS),
+                                     env=browser_env)
+        try:
+            for tag, viewport, scale in (("desktop", {"width": 1280, "height": 800}, 1),
+                                         ("phone", {"width": 390, "height": 844}, 2)):
+                ctx = browser.new_context(viewport=viewport, device_scale_factor=scale)
+                page = ctx.new_page()
+                page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+                page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+                _connect(page, server.url, server.admin_key, "thumbs-" + tag)
+                page.check("#enrol-keep")
+                _enrol(page, "colin", "Colin Powell", [lfw("Colin_Powell", i) for i in (1, 2, 3)])
+                expect(page.locator("#enrol-keep")).not_to_be_checked()  # the form resets: opt in each time
+                _enrol(page, "tony", "Tony Blair", [lfw("Tony_Blair", 2)])
+                thumbs = page.locator('tr.thumbs-row ul[aria-label="enrolled faces of colin"] img')
+                expect(thumbs).to_have_count(3, timeout=15_000)
+                assert page.locator("tr.thumbs-row").count() == 1  # tony's face was not kept: no strip
+                for i in range(3):
+                    expect(thumbs.nth(i)).to_have_attribute("alt", f"Colin Powell, enrolled face {i + 1} of 3")
+                    assert page.evaluate("(img) => img.complete && img.naturalWidth >= 64", thumbs.nth(i).element_handle())
+                page.locator("#people-card").scroll_into_view_if_needed()
+                page.screenshot(path=str(shots / f"thumbs-{tag}.png"), full_page=False)
+                ctx.close()
+        finally:
+            browser.close()
+    assert not [e for e in console_errors if not e.startswith("Failed to load resource")], console_errors
+    assert all(u.endswith("/persons?limit=1000") for u in failed), failed

@@ -134,6 +134,8 @@ def cluster_promote(
     except FaceAtlasError as exc:
         fail(exc, as_json)
         raise typer.Exit(EXIT_ERROR) from None
+    for warning in res.warnings:
+        typer.echo(f"faceatlas: warning: {warning}", err=True)
     if as_json:
         emit(res.to_dict())
     else:

@@ -33,6 +33,7 @@ class GlobalOptions:
     threads: int | None = None
     verbose: bool = False
     calibration: str | None = None
+    profile: str | None = None
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
@@ -186,7 +187,7 @@ def make_atlas(ctx: typer.Context, **kwargs: Any) -> FaceAtlas:
 
     opts = options(ctx)
     settings: dict[str, Any] = {"models_dir": opts.models_dir, "offline": opts.offline, "threads": opts.threads,
-                                "calibration": opts.calibration}
+                                "calibration": opts.calibration, "profile": opts.profile}
     settings.update({k: v for k, v in kwargs.items() if v is not None})
     return FaceAtlas(**settings)
 
@@ -195,7 +196,26 @@ def open_gallery(path: str | None) -> Gallery:
     """The gallery at ``path`` (default: the configured gallery), created when missing."""
     from ..gallery import Gallery
 
+    require_gallery(path)
     return Gallery.open(path)
+
+
+def require_gallery(path: str | None) -> None:
+    """Refuse a Milvus gallery (``milvus-lite:`` / ``milvus://``) when the milvus extra is missing."""
+    import click
+
+    from .. import config
+
+    where = str(path or config.default_gallery())
+    needs = ("pymilvus", "milvus_lite") if where.startswith("milvus-lite:") else \
+        ("pymilvus",) if where.startswith("milvus://") else ()
+    if needs:
+        names: list[str] = []
+        ctx = click.get_current_context(silent=True)
+        while ctx is not None and ctx.parent is not None:
+            names.append(ctx.info_name or "")
+            ctx = ctx.parent
+        require(" ".join(reversed(names)) or "with a Milvus gallery", "milvus", *needs)
 
 
 def collection_embedder(gallery: Gallery, collection: str, default: str) -> str:

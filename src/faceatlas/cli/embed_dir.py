@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import EXIT_ERROR, EXIT_OK, Bar, EmbedderOpt, image_paths, make_atlas
+from .common import EXIT_ERROR, EXIT_OK, Bar, EmbedderOpt, make_atlas, require
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write (one row per face).")]
 RayOpt = Annotated[str | None, typer.Option(
@@ -20,20 +20,21 @@ RayActorsOpt = Annotated[int, typer.Option("--ray-actors", min=0, help="Ray acto
 
 def embed_dir(
     ctx: typer.Context,
-    folder: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).")],
+    folder: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively, following links).")],
     out: OutOpt,
     embedder: EmbedderOpt = "sface",
     ray: RayOpt = None,
     ray_actors: RayActorsOpt = 0,
 ) -> None:
     """Templates, boxes, detection scores, quality and image hash of every face in a folder, as Parquet."""
+    require("embed-dir", "ray", "pyarrow", *(("ray",) if ray else ()))
     from ..distributed.cli_support import worker_settings
     from ..distributed.parquet import TemplateWriter
     from ..distributed.ray_runner import NodeTally, chunks_of
     from ..distributed.worker import ChunkResult, PhotoWorker
 
     start = time.perf_counter()
-    paths = [str(p) for p in image_paths([folder])]
+    paths = images_under(folder)
     atlas = make_atlas(ctx, embedder=embedder)
     settings = worker_settings(ctx, atlas)
     writer = TemplateWriter(out, atlas.model_id, atlas.embedder.dim)
@@ -70,3 +71,17 @@ def embed_dir(
                f"face, {counts['errors']} errors in {seconds:.1f}s ({counts['images'] / max(seconds, 1e-9):.1f} "
                f"images/s{where})")
     raise typer.Exit(EXIT_ERROR if counts["errors"] else EXIT_OK)
+
+
+def images_under(folder: Path) -> list[str]:
+    """Image files below ``folder``, sorted, following symbolic links (a folder of links to people works)."""
+    import os
+
+    from ..errors import InvalidInputError
+    from ..evaluate import IMAGE_EXTENSIONS
+
+    if not folder.is_dir():
+        raise InvalidInputError("invalid_input", f"{folder} is not a folder")
+    found = [os.path.join(root, name) for root, _, files in os.walk(folder, followlinks=True) for name in files
+             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS]
+    return sorted(found)

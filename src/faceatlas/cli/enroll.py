@@ -29,6 +29,8 @@ from .common import (
     image_paths,
     make_recognizer,
     open_gallery,
+    require,
+    require_gallery,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,6 +110,9 @@ def enroll_dir(
     ray_actors: RayActorsOpt = 0,
 ) -> None:
     """Enrol a whole folder (one sub-folder per person), using every core; one line per person, then a summary."""
+    require_gallery(gallery)
+    if ray:
+        require("enroll-dir --ray", "ray", "ray")
     from .. import config
     from ..evaluate.calibrate import labelled_images
     from ..types import Rejection
@@ -153,7 +158,9 @@ def enroll_dir(
             if not prepared and not rejected:
                 continue
             try:
+                began = time.perf_counter()
                 out = rec.enroll_prepared(collection, person, prepared, rejected, strict=strict, keep_crops=keep_crops)
+                tally.write_s += time.perf_counter() - began
             except FaceAtlasError as exc:
                 tally.failed += 1
                 error_line(exc, prefix=f"{person}: ")
@@ -189,6 +196,7 @@ class _Tally:
         self.failed = 0
         self.skipped = 0
         self.rate_note = ""
+        self.write_s = 0.0
         self.reasons: Counter[str] = Counter()
 
     def add(self, out: Enrolment, images: int) -> None:
@@ -205,7 +213,8 @@ class _Tally:
         failed = f", {self.failed} people failed" if self.failed else ""
         skipped = f", {self.skipped} already enrolled (skipped)" if self.skipped else ""
         return (f"{self.people} people, {self.images} images: {self.enrolled} faces enrolled, {rejected} rejected"
-                f"{f' ({by_reason})' if by_reason else ''}{skipped}{failed} in {seconds:.1f}s{self.rate_note}")
+                f"{f' ({by_reason})' if by_reason else ''}{skipped}{failed} in {seconds:.1f}s{self.rate_note}"
+                f"{f'; gallery writes {self.write_s:.1f}s' if self.rate_note else ''}")
 
 
 def _prepared_by_person(

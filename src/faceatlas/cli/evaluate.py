@@ -76,9 +76,11 @@ def eval_lfw(
                           cache_dir=config.cache_dir() / "eval", progress=bar.update)
     ver = evaluate_verification(ts, pairs, threshold=fa.store.spec(fa.embedder_name).default_threshold)
     ident = evaluate_identification(ts, split) if split else None
+    per_image, source = ts.seconds_per_image()  # from the cached run's timing when nothing was embedded now
     meta = {"model_id": fa.model_id, "detector": detector, "select": select, "data": str(root), "images": len(keys),
             "embed_seconds": round(ts.seconds, 1), "embedded_now": ts.computed,
-            "seconds_per_image": round(ts.seconds / ts.computed, 4) if ts.computed else None}
+            "seconds_per_image": None if per_image is None else round(per_image, 4),
+            "seconds_per_image_from": source}
     out = out or Path("faceatlas-eval") / f"lfw-{fa.model_id}"
     _emit_report(write_report(out, f"LFW evaluation — {fa.model_id}", meta, ver, ident), as_json)
 

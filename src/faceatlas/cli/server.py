@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import DetectorOpt, EmbedderOpt, GalleryOpt, JsonOpt, emit, options, require
+from .common import DetectorOpt, EmbedderOpt, GalleryOpt, JsonOpt, emit, options, require, require_gallery
 
 keys_app = typer.Typer(help="Create, list and revoke API keys of the REST server.", no_args_is_help=True)
 
@@ -43,6 +43,7 @@ def serve(
 ) -> None:
     """Run the REST API and web page (prints the URL, and an admin API key on first run)."""
     require("serve", "server", "fastapi", "uvicorn")
+    require_gallery(gallery)
     from ..server.run import serve as run_server
     from ..server.settings import ServerSettings
 

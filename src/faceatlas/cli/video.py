@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import FaceAtlasError, InvalidInputError
-from .common import EXIT_ERROR, EXIT_OK, DetectorOpt, EmbedderOpt, GalleryOpt, emit, fail, make_atlas
+from .common import EXIT_ERROR, EXIT_OK, DetectorOpt, EmbedderOpt, GalleryOpt, emit, fail, make_atlas, require_gallery
 
 
 def _quiet_video_backend() -> None:
@@ -169,9 +169,11 @@ def video(
             raise InvalidInputError("invalid_input", f"--heads takes {','.join(TRACK_HEADS)}")
         tracker = TrackerConfig(high_score=det_score, low_score=low_score, new_track_score=det_score,
                                lost_seconds=lost_seconds)
+        where = (gallery or config.default_gallery()) if collection else None
+        if where is not None:
+            require_gallery(where)  # a Milvus gallery needs its extra: say so before loading models
         _quiet_video_backend()
         atlas = make_atlas(ctx, detector=detector, embedder=embedder)
-        where = (gallery or config.default_gallery()) if collection else None
         bar = _FrameBar()
         frames = tracks = 0
         start = time.perf_counter()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from ..errors import InvalidInputError, NotFoundError
 from ..types import Template
@@ -20,10 +23,14 @@ class PromoteResult:
     samples: int
     created_collection: bool
     created_person: bool
+    #: the person may already exist under another id (looked up before writing; a warning, never a refusal)
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise as a plain JSON object."""
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["warnings"] = list(self.warnings)
+        return out
 
 
 def promote(
@@ -45,6 +52,7 @@ def promote(
         created_collection = True
     else:  # refuse before creating the person (the gallery's one contract rule, model file included)
         check_contract(contract, state.model_id, state.dim, model_sha256=state.model_sha256, what="cluster templates")
+    warnings = [] if created_collection else other_ids(state, cluster, gallery, collection, person, name)
     created_person = False
     try:
         gallery.get_person(collection, person)
@@ -58,4 +66,40 @@ def promote(
         qualities=[f.quality for f in faces], detection_scores=[f.score for f in faces], boxes=[f.box for f in faces],
     )
     state.promoted[cluster] = {"collection": collection, "person": person, "samples": len(members)}
-    return PromoteResult(cluster, collection, person, len(members), created_collection, created_person)
+    return PromoteResult(cluster, collection, person, len(members), created_collection, created_person,
+                         tuple(warnings))
+
+
+def other_ids(state: ClusterState, cluster: int, gallery: Any, collection: str, person: str,
+              name: str | None = None) -> list[str]:
+    """Signs that the cluster's person is already in ``collection`` under another id (one sentence each).
+
+    Two checks: at least half of the cluster's faces match one other person at or above the clustering threshold
+    (the same face-to-face similarity that built the cluster), and a new person's display name equals another
+    person's name or id (case-insensitive).
+    """
+    out: list[str] = []
+    members = state.members(cluster)
+    hits = gallery.search(collection, np.asarray(state.vectors[members], np.float32), k=2, model_id=state.model_id)
+    votes: Counter[str] = Counter()
+    best: dict[str, float] = {}
+    for cands in hits:
+        other = next((c for c in cands if c.external_id != person), None)
+        if other is not None and other.score >= state.threshold:
+            votes[other.external_id] += 1
+            best[other.external_id] = max(best.get(other.external_id, -1.0), float(other.score))
+    if votes:
+        pid, n = votes.most_common(1)[0]
+        if 2 * n >= len(members):
+            out.append(f"{n} of {len(members)} faces of cluster {cluster} match person {pid!r} (best score "
+                       f"{best[pid]:.3f} >= threshold {state.threshold:.3f}): this person may already be enrolled "
+                       f"as {pid!r}")
+    try:
+        gallery.get_person(collection, person)
+    except NotFoundError:
+        label = (name or person).strip().casefold()
+        for p in gallery.list_persons(collection):
+            if p.external_id != person and label in (p.external_id.casefold(), (p.name or "").strip().casefold()):
+                out.append(f"a person named {(name or person)!r} already exists as id {p.external_id!r}")
+                break
+    return out

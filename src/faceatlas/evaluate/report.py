@@ -75,6 +75,8 @@ def _plots(out: Path, ver: VerificationResult | None, ident: IdentificationResul
         if keep.any():
             ax.plot(roc.fpr[keep], fnmr[keep])
             ax.set(xscale="log", yscale="log")
+            _decade_ticks(ax.xaxis, roc.fpr[keep], ax.set_xlim)
+            _decade_ticks(ax.yaxis, fnmr[keep], ax.set_ylim)
         else:
             ax.text(0.5, 0.5, "no threshold gives both kinds of error", ha="center", va="center", transform=ax.transAxes)
         ax.set(xlabel="false match rate", ylabel="false non-match rate", title="DET")
@@ -100,6 +102,21 @@ def _plots(out: Path, ver: VerificationResult | None, ident: IdentificationResul
     return paths
 
 
+def _decade_ticks(axis: Any, values: Any, set_lim: Any) -> None:
+    """A log axis spanning whole decades, labelled only at powers of ten (at most six labels, never crowded)."""
+    from matplotlib.ticker import LogFormatterMathtext, LogLocator, NullFormatter
+
+    lo = int(np.floor(np.log10(float(np.min(values)))))
+    hi = max(int(np.ceil(np.log10(float(np.max(values))))), lo + 1)
+    hi = min(hi, 0) if lo < 0 else hi  # rates never exceed 1
+    set_lim(10.0**lo, 10.0**hi)
+    step = max(1, -(-(hi - lo) // 5))  # every decade, or every other one on long axes
+    axis.set_major_locator(LogLocator(base=10.0 ** step if step > 1 else 10.0))
+    axis.set_major_formatter(LogFormatterMathtext())
+    axis.set_minor_locator(LogLocator(base=10.0, subs=tuple(range(2, 10)), numticks=100))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def _save(fig: Any, path: Path) -> Path:
     """Save and close a figure."""
     fig.tight_layout()
@@ -118,7 +135,8 @@ def _pct(x: Any) -> str:
 def _markdown(title: str, data: dict[str, Any], paths: dict[str, Path]) -> str:
     """A short human summary that embeds the plots."""
     lines = [f"# {title}", ""]
-    for key in ("model_id", "detector", "select", "data", "images", "embed_seconds", "seconds_per_image"):
+    for key in ("model_id", "detector", "select", "data", "images", "embed_seconds", "embedded_now",
+                "seconds_per_image", "seconds_per_image_from"):
         if key in data:
             lines.append(f"- **{key}**: {data[key]}")
     ver = data.get("verification")

@@ -49,6 +49,15 @@ class TemplateSet:
     model_id: str
     seconds: float
     computed: int
+    cached_seconds_per_image: float | None = None  # mean over the runs that filled the template cache
+
+    def seconds_per_image(self) -> tuple[float | None, str | None]:
+        """Seconds per embedded image and where it comes from ("this run", "cache", or None when unknown)."""
+        if self.computed:
+            return self.seconds / self.computed, "this run"
+        if self.cached_seconds_per_image is not None:
+            return self.cached_seconds_per_image, "cache"
+        return None, None
 
     def index(self) -> dict[str, int]:
         """Row of each key."""
@@ -114,7 +123,31 @@ def embed_images(
             if dcache is not None:
                 _save_cache(dcache, cached_dets)
     seconds = time.perf_counter() - start
-    return TemplateSet(tuple(keys), vectors, found, n_faces, atlas.model_id, seconds, len(todo))
+    per_image = _record_timing(tcache, seconds, len(todo))
+    return TemplateSet(tuple(keys), vectors, found, n_faces, atlas.model_id, seconds, len(todo), per_image)
+
+
+def _record_timing(tcache: Path | None, seconds: float, computed: int) -> float | None:
+    """Add this run's embedding time to the template cache's timing file; return its seconds per image."""
+    if tcache is None:
+        return seconds / computed if computed else None
+    import json
+
+    path = tcache.with_suffix(".timing.json")
+    try:
+        total = json.loads(path.read_text()) if path.is_file() else {}
+        secs, images = float(total.get("seconds", 0.0)), int(total.get("images", 0))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        log.warning("ignoring unreadable timing file %s: %s", path, exc)
+        secs, images = 0.0, 0
+    if computed:
+        secs, images = secs + seconds, images + computed
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"seconds": round(secs, 3), "images": images}))
+        except OSError as exc:
+            log.warning("cannot write timing file %s: %s", path, exc)
+    return secs / images if images else None
 
 
 def prefill_flip_caches(

@@ -10,6 +10,7 @@ from .manifest import (
     ModelSpec,
     Source,
 )
+from .profiles import PROFILES, Profile, apply_profile, get_profile
 from .session import create_session
 from .store import ModelStatus, ModelStore, ResolvedModel, sha256_file
 
@@ -23,8 +24,12 @@ __all__ = [
     "ModelSpec",
     "ModelStatus",
     "ModelStore",
+    "PROFILES",
+    "Profile",
     "ResolvedModel",
     "Source",
+    "apply_profile",
     "create_session",
+    "get_profile",
     "sha256_file",
 ]

@@ -180,7 +180,9 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         sources=_LOCAL,
         template="arcface112",
         dim=512,
-        transforms=("dynamic_batch",),
+        # 8,938 of its weights are float denormals: zeroed, they make it ~10x faster (67 → 6.5 ms CPU per crop);
+        # with the PRelu rewrite, outputs match the shipped file to cosine 0.9999999 on LFW crops.
+        transforms=("dynamic_batch", "flush_denormals", "prelu_to_relu"),
         default_threshold=0.26,  # LFW View 2 mean fold threshold (benchmarks/lfw_table.py)
         description="MobileFaceNet-like 512-d embedder (faceplugin)",
         accuracy="LFW 99.07 +/- 0.48 (99.02 with flip) measured by benchmarks/lfw_table.py",

@@ -70,7 +70,7 @@ def _build_cached(ort: Any, path: Path, cached: Path, threads: int | None, prepa
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         # Unlink, never overwrite: a process may still have the old weights memory-mapped.
-        for old in (cached, data, tmp, cached.with_suffix(".ort")):  # .ort: this key's cache before version 0.1
+        for old in (cached, data, tmp, cached.with_suffix(".ort")):  # .ort: the ORT-format cache used before
             old.unlink(missing_ok=True)
         opts.optimized_model_filepath = str(tmp)
         opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", data.name)
@@ -79,7 +79,10 @@ def _build_cached(ort: Any, path: Path, cached: Path, threads: int | None, prepa
         log.debug("cannot cache the optimised model in %s: %s", cached.parent, exc)
         return _open(ort, path, _options(ort, threads, prepack, optimise=True), providers)
     try:
-        session = _open(ort, path, opts, providers)
+        try:
+            session = _open(ort, path, opts, providers)
+        except ModelError:  # e.g. the optimised copy could not be written: load without saving (re-raises if bad)
+            return _open(ort, path, _options(ort, threads, prepack, optimise=True), providers)
         if tmp.is_file() and tmp.stat().st_size > 0 and data.is_file():
             for made in (tmp, data):
                 os.chmod(made, 0o600)  # like every other file in the cache

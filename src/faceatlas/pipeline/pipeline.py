@@ -25,7 +25,7 @@ from ..detect.base import check_face_index
 from ..embed import CropEmbedder, create_embedder, flip_id, split_flip
 from ..errors import FaceAtlasError, InvalidInputError, NoFaceError
 from ..images import DEFAULT_MAX_PIXELS, ColorOrder, ImageInput, LoadedImage, load_image
-from ..models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, ModelStore
+from ..models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, ModelStore, apply_profile
 from ..thresholds import Calibrations, OperatingPoint, estimated_far, resolve_threshold
 from ..types import Detection, Face, Template
 from .heads import CANONICAL, CropSpec, FaceBatch, Head, head_factory
@@ -86,8 +86,10 @@ class Pipeline:
         store: ModelStore | None = None,
         detect_size: int | None = None,
         calibration: str | Path | None = None,
+        profile: str | None = None,
     ) -> None:
         self.store = store or ModelStore(models_dir=models_dir, offline=offline)
+        detector, embedder = apply_profile(profile, detector, embedder)  # "fast": models/profiles.py
         embedder, flip = split_flip(embedder, flip)
         self.detector_name = detector
         self.embedder_name = embedder

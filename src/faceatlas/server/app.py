@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -509,6 +509,13 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
         return _json(await run_in_threadpool(ctx.svc().face, collection, _name_ok(person, "person id"),
                                              _face_id(face_id), wanted))
 
+    @app.get("/v1/collections/{collection}/persons/{person}/faces/{face_id}/crop", tags=["faces of a person"],
+             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    async def get_face_crop(collection: str, person: str, face_id: int, principal: Read) -> Response:
+        """The aligned face crop (PNG) kept at enrolment with keep_crops=true; 404 when none was kept."""
+        png = await run_in_threadpool(ctx.svc().face_crop, collection, _name_ok(person, "person id"), _face_id(face_id))
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
     @app.delete("/v1/collections/{collection}/persons/{person}/faces/{face_id}", tags=["faces of a person"])
     async def delete_face(collection: str, person: str, face_id: int, principal: Delete) -> JSONResponse:
         """Delete one enrolled face of a person."""
@@ -521,7 +528,9 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
         {"images": True}, {"person": {"type": "string"}, "name": {"type": "string"},
                            "metadata": {"type": "object"}, "face_index": {"type": "integer", "minimum": 0},
                            "multi_face": {"type": "string", "enum": ["reject", "largest", "central", "score"]},
-                           "heads": _HEADS_DOC, "liveness": _LIVENESS_DOC},
+                           "heads": _HEADS_DOC, "liveness": _LIVENESS_DOC, "keep_crops": {
+                               "type": "boolean", "default": False,
+                               "description": "keep each face's aligned crop (PNG) for thumbnails and re-embedding"}},
         ["person", "images"]))
     async def enroll(collection: str, request: Request, principal: Enrol) -> JSONResponse:
         """Enrol a person (created when new) from photos; each unusable photo is rejected with its reason."""
@@ -537,16 +546,17 @@ def _add_routes(app: FastAPI, ctx: AppContext) -> None:
         face_index = int_field(body.fields, "face_index", -1, -1, 10_000)
         multi_face = text_field(body.fields, "multi_face") or "reject"
         heads, liveness = heads_field(body.fields), bool_field(body.fields, "liveness")
+        keep_crops = bool_field(body.fields, "keep_crops")
         if face_index >= 0 or multi_face != "reject":  # one face of a group photo, chosen by index or policy
             if len(uploads) != 1 or multi_face not in ("reject", "largest", "central", "score"):
                 raise ApiError("invalid_request", "face_index / multi_face (largest|central|score) take exactly one image")
             return _json(await svc.run(_deadline(request), lambda: svc.enroll_choice(
                 collection, person, uploads[0], face_index=face_index if face_index >= 0 else None,
                 multi_face=multi_face, name=name, metadata=metadata, actor=principal.actor, heads=heads,
-                liveness=liveness)))
+                liveness=liveness, keep_crops=keep_crops)))
         return _json(await svc.run(_deadline(request), lambda: svc.enroll(
             collection, person, uploads, name=name, metadata=metadata, actor=principal.actor, heads=heads,
-            liveness=liveness)))
+            liveness=liveness, keep_crops=keep_crops)))
 
     @app.post("/v1/collections/{collection}/identify", tags=["recognition"], openapi_extra=_body_doc(
         {"image": False}, {"k": {"type": "integer", "minimum": 1, "maximum": 100}, "threshold": _THRESHOLD_DOC,

@@ -37,6 +37,22 @@ def first_run_key(settings: ServerSettings) -> str | None:
     return token
 
 
+def key_hint(settings: ServerSettings) -> str | None:
+    """On a later start (keys exist): the active keys, and how to make an admin key when it is lost or missing."""
+    if not settings.auth:
+        return None
+    store = KeyStore(settings.keys_db)
+    if store.is_empty():
+        return None
+    active = store.list(include_revoked=False)
+    admins = sum(1 for k in active if "admin" in k.scopes)
+    make = "faceatlas keys create --scope admin"
+    if not admins:
+        return f"No active admin API key ({len(active)} other active key(s)). Create one with: {make}"
+    return (f"API keys: {len(active)} active ({admins} admin); the first-run key is not shown again. "
+            f"Lost it? Create a new one with: {make} (then 'faceatlas keys revoke ID' the old one)")
+
+
 def log_config(level: str) -> dict[str, Any]:
     """Logging for the server processes: plain lines for events, the JSON access lines as they are, on stderr."""
     lvl = level.upper()
@@ -70,6 +86,8 @@ def serve(settings: ServerSettings, echo: Callable[[str], None] = print) -> None
     if token is not None:
         echo("First run: created an admin API key. It is shown only this once; only its hash is stored:")
         echo(f"  {token}")
+    elif (hint := key_hint(settings)) is not None:
+        echo(hint)
     if not settings.auth:
         echo("WARNING: authentication is OFF (--no-auth); anyone who can reach this port can use the API.")
     config.set_var(ENV_SETTINGS, settings.to_env())

@@ -172,7 +172,8 @@ class Service:
 
     def enroll_choice(self, collection: str, person: str, upload: Upload, *, face_index: int | None,
                       multi_face: str, name: str | None, metadata: dict[str, Any] | None,
-                      actor: str, heads: Sequence[str] = (), liveness: bool = False) -> dict[str, Any]:
+                      actor: str, heads: Sequence[str] = (), liveness: bool = False,
+                      keep_crops: bool = False) -> dict[str, Any]:
         """Enrol one face of a group photo: the face at ``face_index`` (as /v1/detect numbers them) or by policy."""
         import hashlib
 
@@ -196,7 +197,7 @@ class Service:
             prepared = [replace(prepared[0], image_sha256=hashlib.sha256(upload.data + mark).hexdigest())]
         with self._write_lock:
             result = self.recognizer.enroll_prepared(collection, person, prepared, rejected, name=name,
-                                                     metadata=metadata, actor=actor)
+                                                     metadata=metadata, actor=actor, keep_crops=keep_crops)
         if not result.sample_ids:
             reasons = "; ".join(f"{r.image}: {r.code}" for r in result.rejected) or "no image"
             raise ApiError("enrolment_rejected", f"no image could be enrolled ({reasons})",
@@ -235,7 +236,7 @@ class Service:
 
     def enroll(self, collection: str, person: str, uploads: Sequence[Upload], *, name: str | None,
                metadata: dict[str, Any] | None, actor: str, must_exist: bool = False, heads: Sequence[str] = (),
-               liveness: bool = False) -> dict[str, Any]:
+               liveness: bool = False, keep_crops: bool = False) -> dict[str, Any]:
         """Enrol a person (created when new) from uploaded photos; each unusable photo is rejected with a reason.
 
         ``liveness`` refuses replays (``spoof_suspected`` per photo); ``heads`` adds analysis of each enrolled face
@@ -273,7 +274,7 @@ class Service:
                 refused.append(item)
         with self._write_lock:
             result = self.recognizer.enroll_prepared(collection, person, prepared, refused, name=name,
-                                                     metadata=metadata, actor=actor)
+                                                     metadata=metadata, actor=actor, keep_crops=keep_crops)
         if rejected:
             result = replace(result, rejected=tuple(rejected) + result.rejected)
         out = {**result.to_dict(), "model_id": self.atlas.model_id}
@@ -304,6 +305,14 @@ class Service:
         if sample.person_id != p.id:
             raise NotFoundError(f"person {person!r} has no face {face_id}")
         return self._sample_dict(collection, face_id, templates)
+
+    def face_crop(self, collection: str, person: str, face_id: int) -> bytes:
+        """The aligned crop (PNG) kept with one enrolled face of a person (404 when none was kept)."""
+        self.face(collection, person, face_id, templates=False)
+        crop = self.gallery.get_crop(collection, face_id)
+        if crop is None:
+            raise NotFoundError(f"no crop was kept for face {face_id} of {person!r} (enrol with keep_crops=true)")
+        return crop
 
     def _sample_dict(self, collection: str, sample_id: int, templates: bool) -> dict[str, Any]:
         """A sample's JSON, with its template vector only when asked (and allowed)."""

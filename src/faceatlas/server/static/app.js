@@ -220,6 +220,7 @@ async function loadPeople() {
   if (!currentKey()) return;
   try {
     const r = await api("GET", collectionPath() + "/persons?limit=1000");
+    forgetThumbs();
     body.replaceChildren();
     if (!r.persons.length) {
       const tr = document.createElement("tr");
@@ -248,6 +249,7 @@ async function loadPeople() {
       td.append(del);
       tr.append(td);
       body.append(tr);
+      showThumbs(p, tr).catch(() => {});
     }
     setStatus(out, `${r.persons.length} person(s) in “${currentCollection()}”.`, null);
   } catch (err) {

@@ -79,6 +79,7 @@ async function sendEnrol(files, faceIndex) {
   if (name) form.append("name", name);
   for (const f of files) form.append("images", f, f.name);
   if (faceIndex !== null) form.append("face_index", String(faceIndex));
+  if ($("enrol-keep").checked) form.append("keep_crops", "true");
   setStatus(out, `Enrolling ${person}…`, null);
   try {
     const r = await api("POST", collectionPath() + "/enroll", form);
