@@ -9,6 +9,7 @@ source images enrolled, one sample per hash, and bit-identical templates.
     python benchmarks/ray_enroll.py resume --people 150                   # kill the driver, run again
     python benchmarks/ray_enroll.py multinode --people 150                # ray start --head + a second node
     python benchmarks/ray_enroll.py milvus --milvus 127.0.0.1:19530       # into a Milvus server gallery
+    python benchmarks/ray_enroll.py milvus-memory --milvus-pid PID        # server memory per template, HNSW/FLAT
 
 Results go to benchmarks/results/ray_enroll_<mode>.json.
 """
@@ -248,6 +249,8 @@ def cmd_multinode(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     folder, n_images = people_folder(work / "people", args.people)
     run(enrol_cmd(folder, work / "ref.db", None))
     ref = samples(work / "ref.db")
+    # Ray 2.5x: a head started where ~/.ray/auth_token exists expects that token from joining nodes and drivers.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray_bin = str(Path(sys.executable).with_name("ray"))
     tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))
     port = str(args.port)
@@ -264,13 +267,16 @@ def cmd_multinode(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         return {"people": args.people, "images": n_images, "seconds": round(sec, 1), "summary": summary,
                 "nodes": nodes.group(1) if nodes else "", **compare(ref, samples(work / "multi.db"))}
     finally:
-        # Stop only the processes of this cluster (by pid: those whose command line names its temp folder).
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit() and str(tmp) in cmdline(int(d.name)) and int(d.name) != os.getpid():
-                try:
-                    os.kill(int(d.name), signal.SIGTERM)
-                except OSError:
-                    pass
+        # Stop only the processes of this cluster (by pid: those whose command line names its temp folder);
+        # gcs_server ignores SIGTERM once its raylets are gone, hence the SIGKILL round.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for d in Path("/proc").iterdir():
+                if d.name.isdigit() and str(tmp) in cmdline(int(d.name)) and int(d.name) != os.getpid():
+                    try:
+                        os.kill(int(d.name), sig)
+                    except OSError:
+                        pass
+            time.sleep(2)
 
 
 def cmd_milvus(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -300,16 +306,77 @@ def cmd_milvus(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "queries": len(a), "delete_visible_at_once": deleted_visible}
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, MiB."""
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def cmd_milvus_memory(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Resident memory a Milvus server needs per template, HNSW (M=16) and FLAT, at 128-d and 512-d."""
+    from pymilvus import DataType, MilvusClient
+
+    client = MilvusClient(uri=f"http://{args.milvus}")
+    rng = np.random.default_rng(0)
+    rows = []
+    for dim, n in ((128, args.memory_rows), (512, args.memory_rows // 2)):
+        for kind in ("HNSW", "FLAT"):
+            name = f"faceatlas_mem_{kind.lower()}_{dim}"
+            if client.has_collection(name):
+                client.drop_collection(name)
+            schema = client.create_schema(auto_id=False)
+            schema.add_field("id", DataType.INT64, is_primary=True)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            index = client.prepare_index_params()
+            params = {"M": 16, "efConstruction": 64} if kind == "HNSW" else {}
+            index.add_index(field_name="vector", index_type=kind, metric_type="COSINE", params=params)
+            client.create_collection(name, schema=schema, index_params=index)
+            client.release_collection(name)
+            before = rss_mb(args.milvus_pid)
+            t0 = time.perf_counter()
+            for start in range(0, n, 10_000):
+                vec = rng.standard_normal((min(10_000, n - start), dim), dtype=np.float32)
+                vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+                client.insert(name, [{"id": start + i, "vector": v} for i, v in enumerate(vec)])
+            client.flush(name)
+            client.load_collection(name)
+            build = time.perf_counter() - t0
+            q = rng.standard_normal((50, dim), dtype=np.float32)
+            lat = []
+            for v in q:
+                t = time.perf_counter()
+                client.search(name, [v.tolist()], limit=10, search_params={"params": {"ef": 64}} if kind == "HNSW" else {})
+                lat.append((time.perf_counter() - t) * 1000)
+            after = rss_mb(args.milvus_pid)
+            rows.append({"index": kind, "dim": dim, "rows": n, "rss_delta_mib": round(after - before, 1),
+                         "gib_per_million": round((after - before) / 1024 * 1e6 / n, 2),
+                         "raw_vectors_gib_per_million": round(dim * 4 * 1e6 / 2**30, 2),
+                         "insert_flush_load_s": round(build, 1), "search_p50_ms": round(float(np.median(lat)), 2)})
+            progress(str(rows[-1]))
+            client.drop_collection(name)
+    return {"milvus": args.milvus, "rows": rows}
+
+
 def main() -> None:
     """Parse arguments, run one mode, write its JSON."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["compare", "fault", "resume", "multinode", "milvus"])
+    ap.add_argument("mode", choices=["compare", "fault", "resume", "multinode", "milvus",
+                                            "milvus-memory"])
     ap.add_argument("--people", type=int, default=150, help="first N LFW people (0 = all)")
     ap.add_argument("--actors", default="2,1", help="compare: Ray actor counts to run")
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--kill-window", type=float, default=3.0, help="fault: seconds after the first commits")
     ap.add_argument("--port", type=int, default=6391)
     ap.add_argument("--milvus", default="127.0.0.1:19530", help="milvus: host:port of a running Milvus server")
+    ap.add_argument("--milvus-pid", type=int, default=0, help="milvus-memory: pid of the Milvus server process")
+    ap.add_argument("--memory-rows", type=int, default=200_000, help="milvus-memory: 128-d rows (512-d: half)")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--multi-face", default="largest", help="enroll-dir --multi-face policy for every run")
@@ -317,7 +384,7 @@ def main() -> None:
     MULTI_FACE[0] = args.multi_face
     work = args.work or Path(tempfile.mkdtemp(prefix="ray_enroll_"))
     fn = {"compare": cmd_compare, "fault": cmd_fault, "resume": cmd_resume, "multinode": cmd_multinode,
-          "milvus": cmd_milvus}[args.mode]
+          "milvus": cmd_milvus, "milvus-memory": cmd_milvus_memory}[args.mode]
     result = {"mode": args.mode, "environment": environment(), **fn(args, work)}
     write_json(args.out or default_out(f"ray_enroll_{args.mode}"), result)
     progress(f"written {args.out or default_out(f'ray_enroll_{args.mode}')}")

@@ -148,3 +148,26 @@ def test_unknown_track_can_be_promoted(footage: dict[str, Any], atlas: Any, tmp_
         second = VideoAnalyzer(atlas, g, "people")
         named = [f.identity.person for vf in frames for f in second.process(vf.rgb, vf.t, vf.index).faces if f.identity]
     assert named and named[-1] == "ariel"
+
+
+@pytest.mark.slow  # three CLI processes, each loading the models
+def test_cli_tracker_options_and_summary(footage: dict[str, Any]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "faceatlas", "video", str(footage["video"]), "--gallery",
+                               str(footage["gallery"]), "-c", "people", "--fps", "0", *args],
+                              capture_output=True, text=True, env=dict(os.environ), timeout=300)
+
+    proc = cli("--json", "--summary", "--embed-every", "3")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert lines[-1]["event"] == "summary"
+    labels = {row["label"] for row in lines[-1]["rows"]}
+    assert "Colin Powell" in labels and any(label.startswith("unknown-") for label in labels)
+    text = cli("--summary", "--tracker", "legacy")
+    assert text.returncode == 0 and "Colin Powell:" in text.stdout and "s on screen" in text.stdout
+    bad = cli("--tracker", "sort")
+    assert bad.returncode == 2 and "--tracker must be bytetrack or legacy" in bad.stderr

@@ -202,20 +202,14 @@ def open_gallery(path: str | None) -> Gallery:
 
 def require_gallery(path: str | None) -> None:
     """Refuse a Milvus gallery (``milvus-lite:`` / ``milvus://``) when the milvus extra is missing."""
-    import click
-
     from .. import config
 
     where = str(path or config.default_gallery())
-    needs = ("pymilvus", "milvus_lite") if where.startswith("milvus-lite:") else \
-        ("pymilvus",) if where.startswith("milvus://") else ()
-    if needs:
-        names: list[str] = []
-        ctx = click.get_current_context(silent=True)
-        while ctx is not None and ctx.parent is not None:
-            names.append(ctx.info_name or "")
-            ctx = ctx.parent
-        require(" ".join(reversed(names)) or "with a Milvus gallery", "milvus", *needs)
+    lite = where.startswith("milvus-lite:")
+    if lite or where.startswith("milvus://"):
+        scheme = "milvus-lite:…" if lite else "milvus://…"
+        what = f"--gallery {scheme}" if path else f"with the gallery {scheme} (FACEATLAS_GALLERY)"
+        require(what, "milvus", *(("pymilvus", "milvus_lite") if lite else ("pymilvus",)))
 
 
 def collection_embedder(gallery: Gallery, collection: str, default: str) -> str:

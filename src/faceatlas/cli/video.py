@@ -86,7 +86,7 @@ def _describe(event: Any) -> str:
     """Human-readable line for one video event."""
     t = f"{event.t:8.2f}s"
     d = event.decision
-    who = "unknown"
+    who = (d.anonymous if d is not None else None) or "unknown"
     if d is not None and d.person is not None:
         who = d.person + (f" ({d.name})" if d.name and d.name != d.person else "")
     if event.kind == "track_start":
@@ -141,6 +141,15 @@ def video(
     detect_size: Annotated[
         int, typer.Option("--detect-size", min=160, help="Detector input side in pixels (larger finds smaller faces).")
     ] = 640,
+    tracker_kind: Annotated[
+        str, typer.Option("--tracker", help="bytetrack (Kalman, calibrated appearance gates, scene cuts) or legacy.")
+    ] = "bytetrack",
+    embed_every: Annotated[
+        int, typer.Option("--embed-every", min=1, help="Embed a face on a clear, named track every N frames (1 = all).")
+    ] = 5,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="At the end, print who appears when (JSON: one 'summary' line).")
+    ] = False,
     detector: DetectorOpt = "yunet",
     embedder: EmbedderOpt = "sface",
     heads: Annotated[str | None, typer.Option(
@@ -150,6 +159,7 @@ def video(
     """Track faces in a video and give each track one identity; events as text or JSON lines."""
     from .. import config
     from ..video import TrackerConfig, analyze_frames
+    from ..video.summary import appearance_table
 
     try:
         if method not in ("template", "vote"):
@@ -167,8 +177,11 @@ def video(
         names = tuple(h.strip() for h in (heads or "").split(",") if h.strip())
         if any(h not in TRACK_HEADS for h in names):
             raise InvalidInputError("invalid_input", f"--heads takes {','.join(TRACK_HEADS)}")
+        if tracker_kind not in ("bytetrack", "legacy"):
+            raise InvalidInputError("invalid_input", "--tracker must be bytetrack or legacy")
         tracker = TrackerConfig(high_score=det_score, low_score=low_score, new_track_score=det_score,
-                               lost_seconds=lost_seconds)
+                               lost_seconds=lost_seconds, kind=tracker_kind, embed_every=embed_every)
+        ended: list[Any] = []
         where = (gallery or config.default_gallery()) if collection else None
         if where is not None:
             require_gallery(where)  # a Milvus gallery needs its extra: say so before loading models
@@ -189,6 +202,8 @@ def video(
                     frames += 0 if result.final else 1
                     for event in result.events:
                         tracks += event.kind == "track_start"
+                        if event.kind == "track_end":
+                            ended.append(event)
                         if as_json:
                             emit(event.to_dict())
                         else:
@@ -198,6 +213,14 @@ def video(
             finally:
                 bar.close()
         seconds = time.perf_counter() - start
+        if summary:
+            rows = appearance_table(ended)
+            if as_json:
+                emit({"event": "summary", "rows": [r.to_dict() for r in rows]})
+            else:
+                for r in rows:
+                    spans = ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in r.ranges)
+                    typer.echo(f"{r.label}: {r.seconds:.1f}s on screen ({spans}; tracks {', '.join(map(str, r.tracks))})")
     except FaceAtlasError as exc:
         fail(exc, as_json)
         raise typer.Exit(EXIT_ERROR) from None

@@ -1,11 +1,14 @@
 // faceatlas web page, part 3: thumbnails of each person's enrolled faces (only faces enrolled with "keep crops").
 "use strict";
 
+const MAX_THUMB_PEOPLE = 50;  // one extra request per person: only the first people of a long list get a strip
 let thumbUrls = [];
+let thumbPeople = 0;
 
 function forgetThumbs() {
   for (const url of thumbUrls) URL.revokeObjectURL(url);
   thumbUrls = [];
+  thumbPeople = 0;
 }
 
 async function fetchCrop(person, faceId) {
@@ -19,6 +22,7 @@ async function fetchCrop(person, faceId) {
 }
 
 async function showThumbs(person, row) {
+  if (!person.samples || ++thumbPeople > MAX_THUMB_PEOPLE) return;
   const detail = await api("GET", collectionPath() + "/persons/" + encodeURIComponent(person.external_id));
   const kept = detail.faces.filter((f) => f.has_crop);
   if (!kept.length || !row.isConnected) return;
