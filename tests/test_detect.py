@@ -175,3 +175,25 @@ def test_lean_preprocessing_gives_identical_detections(lfw_dir: Path, models_dir
             assert abs(a.score - b.score) < 1e-6
             compared += 1
     assert compared >= len(paths)
+
+
+def test_no_box_nested_inside_a_larger_face_on_a_large_portrait(lfw_dir: Path) -> None:
+    """A 1,200 px close-up made a phantom second box inside the real face (score 0.86): it must be suppressed."""
+    from test_first_use import _portrait_on_busy_background
+
+    import faceatlas.detect.base as base
+    from faceatlas.facade import FaceAtlas
+
+    image = _portrait_on_busy_background(None)
+    faces = FaceAtlas().detect(image, color="rgb")
+    boxes = [f.box for f in faces]
+    for a in boxes:
+        for b in boxes:
+            if b.area > a.area:
+                ix = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+                iy = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+                assert ix * iy < base.NESTED_INSIDE * a.area, (a, b)
+    assert max(f.box.width for f in faces) > 600  # the real face is still found
+    # the rule itself: a box 90 % inside a larger one goes, a neighbour that only touches it stays
+    rows = np.array([[0, 0, 100, 100], [10, 10, 60, 60], [95, 0, 160, 60]], np.float32)
+    assert base._drop_nested(rows, [0, 1, 2]) == [0, 2]

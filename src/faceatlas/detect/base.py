@@ -49,7 +49,7 @@ class OnnxDetector:
     """Base class of ONNX face detectors; subclasses implement ``_decode``. Thread-safe."""
 
     #: Bump when the pass/canvas policy changes what a detector returns (invalidates evaluation caches).
-    POLICY_VERSION = "2"
+    POLICY_VERSION = "3"  # 3: boxes nested inside a larger face are dropped
 
     def __init__(
         self,
@@ -191,7 +191,8 @@ class OnnxDetector:
 
     def _finish(self, raw: RawDetections, w: int, h: int) -> list[Detection]:
         """NMS, clipping, size filter and conversion to ``Detection`` objects."""
-        keep = nms(raw.boxes, raw.scores, self.nms_threshold)[: self.max_faces]
+        keep = nms(raw.boxes, raw.scores, self.nms_threshold)
+        keep = _drop_nested(raw.boxes, keep)[: self.max_faces]
         out = []
         for i in keep:
             x1, y1, x2, y2 = raw.boxes[i].tolist()
@@ -200,6 +201,27 @@ class OnnxDetector:
                 continue
             out.append(Detection(box, float(raw.scores[i]), raw.landmarks[i], self.name))
         return out
+
+
+#: A box lying at least this much inside a larger kept box is a phantom part of that face (seen on large close-up
+#: portraits, where a second pass or tile finds the eyes-nose region again with scores of 0.8-0.9).
+NESTED_INSIDE = 0.8
+
+
+def _drop_nested(boxes: npt.NDArray[np.float32], keep: list[int]) -> list[int]:
+    """The kept indices without boxes that lie mostly inside a larger kept box (across scales and tiles)."""
+    if len(keep) < 2:
+        return keep
+    b = boxes[keep].astype(np.float64)
+    area = np.maximum(0.0, b[:, 2] - b[:, 0]) * np.maximum(0.0, b[:, 3] - b[:, 1])
+    out = []
+    for i in range(len(keep)):
+        ix = np.maximum(0.0, np.minimum(b[i, 2], b[:, 2]) - np.maximum(b[i, 0], b[:, 0]))
+        iy = np.maximum(0.0, np.minimum(b[i, 3], b[:, 3]) - np.maximum(b[i, 1], b[:, 1]))
+        nested = (area > area[i]) & (ix * iy >= NESTED_INSIDE * area[i])
+        if not nested.any():
+            out.append(keep[i])
+    return out
 
 
 def _away_from_inner_edges(
