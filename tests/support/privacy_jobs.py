@@ -444,7 +444,8 @@ DOCUMENTED = (
     re.compile(r"^cache/derived/(.+\.onnx(\.sha256)?)?$"),  # models rewritten once (SFace, YuNet fixes)
     re.compile(r"^cache/optimized/([^/]+\.onnx(\.data)?)?$"),  # onnxruntime's optimised form of each model, saved once
     re.compile(r"^cache/matplotlib/(fontlist-v[0-9.]+\.json)?$"),  # matplotlib's font list (eval plots)
-    re.compile(r"^cache/eval/((templates|landmarks)-[^/]+\.npz|templates-[^/]+\.timing\.json)?$"),  # eval lfw / calibrate: per-image cache
+    # eval lfw / calibrate: per-image cache and its timing record
+    re.compile(r"^cache/eval/((templates|landmarks)-[^/]+\.npz|templates-[^/]+\.timing\.json)?$"),
     re.compile(r"^calibrations/([^/]+\.json)?$"),  # faceatlas calibrate without --out
 )
 
