@@ -1,12 +1,16 @@
-"""Bulk work on Ray: the same samples as the local path, exactly-once writes, resume, crash retry, Parquet output.
+"""Bulk work on Ray: the same samples as the local path, exactly-once writes, resume, crash retry, Parquet output, and
+a stdout that carries only the command's output (Ray's notices go to stderr).
 
 A local Ray (2 CPUs, 2 actors) on about 20 LFW images; skipped when Ray is not installed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +60,9 @@ def samples(gallery: Path) -> dict[tuple[str, str], np.ndarray]:
             for s in g.list_samples("c", person.id):
                 key = (person.external_id, str(s.image_sha256))
                 assert key not in out, f"duplicate sample {key}"
-                out[key] = np.asarray(g.get_sample("c", s.id, include_template=True).template.vector)
+                template = g.get_sample("c", s.id, include_template=True).template
+                assert template is not None
+                out[key] = np.asarray(template.vector)
         return out
     finally:
         g.close()
@@ -139,3 +145,87 @@ def test_embed_dir_parquet_local_and_ray(people: Path, tmp_path: Path, ray_local
     b = np.asarray(ray.column("template").to_pylist(), dtype=np.float32)
     assert np.allclose(a, b, atol=1e-5)
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-3)
+
+
+def test_stdout_guard_sends_ray_and_other_threads_to_stderr() -> None:
+    """Without Ray: the owner thread's writes reach stdout; another thread's, or code in a ``ray.*`` module, stderr."""
+    import io
+    import threading
+
+    from faceatlas.distributed.ray_runner import StdoutForOwnerOnly
+
+    out, err, saved = io.StringIO(), io.StringIO(), sys.stderr
+    guard = StdoutForOwnerOnly(out, threading.get_ident())
+    ray_code: dict[str, Any] = {"__name__": "ray._private.worker"}
+    exec("def notice(f):\n    print('(raylet) held back', file=f)", ray_code)  # what Ray runs at shutdown
+    patched: dict[str, Any] = {"__name__": "ray.experimental.tqdm_ray"}
+    exec("def safe_print(*a, **k):\n    print(*a, **k)", patched)  # Ray's stand-in for print once it printed
+    sys.stderr = err
+    try:
+        print('{"json": 1}', file=guard)
+        patched["safe_print"]('{"json": 2}', file=guard)
+        worker = threading.Thread(target=lambda: print("(raylet) a worker died", file=guard))
+        worker.start()
+        worker.join()
+        ray_code["notice"](guard)
+        guard.flush()
+    finally:
+        sys.stderr = saved
+    assert out.getvalue() == '{"json": 1}\n{"json": 2}\n'
+    assert err.getvalue() == "(raylet) a worker died\n(raylet) held back\n"
+    assert guard.getvalue() == out.getvalue()  # everything else comes from the real stream
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Process id → command line of every process below ``root`` (read from /proc)."""
+    parent: dict[int, int] = {}
+    command: dict[int, str] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                continue
+    out = {}
+    for pid in parent:
+        up = parent[pid]
+        while up not in (root, 0, 1) and up in parent:
+            up = parent[up]
+        if up == root:
+            out[pid] = command[pid]
+    return out
+
+
+@pytest.mark.slow  # a real command in a subprocess with its own Ray, and a kill -9: 25-52 s here (load 9-10)
+def test_json_stdout_is_only_json_when_a_worker_dies(lfw_dir: Path, tmp_path: Path) -> None:
+    """``enroll-dir --ray local --json`` with a worker killed mid-run: Ray's notices go to stderr, stdout is JSON."""
+    pytest.importorskip("ray")
+    if not Path("/proc/self/stat").is_file():
+        pytest.skip("needs /proc to find the worker processes")
+    folder = tmp_path / "people"
+    folder.mkdir()
+    count = 0
+    for person in sorted(p for p in lfw_dir.iterdir() if p.is_dir()):
+        (folder / person.name).symlink_to(person)
+        count += sum(1 for _ in person.iterdir())
+        if count >= 48:  # six chunks: work is still queued on both actors when the first person is printed
+            break
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faceatlas", "enroll-dir", str(folder), "--collection", "c", "--gallery",
+         str(tmp_path / "g.db"), "--ray", "local", "--ray-actors", "2", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = proc.stdout.readline() if proc.stdout else ""
+        workers = [pid for pid, cmd in descendants(proc.pid).items() if "_RayPhotoWorker" in cmd]
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        rest, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    people = [json.loads(line)["person"] for line in [first, *rest.splitlines()]]
+    assert people == sorted(p.name for p in folder.iterdir())
+    assert "(raylet)" in err  # Ray did report the dead worker, on stderr

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
-
-from .detect import SelectPolicy
 from .errors import NoFaceError
-from .images import ColorOrder, ImageInput
 from .pipeline import DETECT, EMBEDDING, CropSpec, FaceBatch, FaceRequest, Pipeline
-from .thresholds import cosine
-from .types import Detection, Face, Template, Verification
+from .types import Face
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover - types only: a cold start imports nothing it does not run
+    import numpy as np
+    import numpy.typing as npt
+
+    from .detect import SelectPolicy
     from .explain import Explanation
-
-log = logging.getLogger(__name__)
+    from .images import ColorOrder, ImageInput
+    from .types import Detection, Template, Verification
 
 
 class FaceAtlas(Pipeline):
@@ -86,6 +83,8 @@ class FaceAtlas(Pipeline):
 
     def compare(self, a: Template, b: Template) -> float:
         """Cosine similarity of two templates (same model required)."""
+        from .thresholds import cosine
+
         return cosine(a, b)
 
     def verify(
@@ -106,6 +105,8 @@ class FaceAtlas(Pipeline):
         ``liveness=True`` also runs the passive liveness head on both faces and refuses a suspected replay
         (``spoof_suspected``).
         """
+        from .types import Verification
+
         fa, na = self._face_for_verify(a, color, select, face_a, max_faces, liveness)
         fb, nb = self._face_for_verify(b, color, select, face_b, max_faces, liveness)
         assert fa.template is not None and fb.template is not None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import FaceAtlasError, InvalidInputError, NotFoundError
 from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM, FloatMatrix, default_threshold
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 Progress = Callable[[int, int], None]
+#: Turns image paths into faces, templates and problems (``embed_photos`` on this machine, or a Ray pool).
+Embedder = Callable[[Sequence[Path], Progress | None], tuple[list[ClusterFace], FloatMatrix, list[ImageProblem]]]
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
@@ -41,31 +43,63 @@ def _stamp(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+@dataclass(frozen=True)
+class PhotoFaces:
+    """The faces of one image with their templates (one row each), or the problem that made it unusable."""
+
+    faces: tuple[ClusterFace, ...]
+    vectors: FloatMatrix
+    problem: ImageProblem | None = None
+
+
+def photo_faces(atlas: Pipeline, paths: Sequence[Path]) -> Iterator[PhotoFaces]:
+    """Every face of each image with its template, image by image in order (unreadable images carry a problem)."""
+    from ..pipeline import EMBED_ALL
+    from ..video.identity import sighting_weight
+
+    dim = atlas.embedder.dim
+    for n, result in enumerate(atlas.iter_many(paths, EMBED_ALL, errors="keep")):
+        key = str(paths[n].resolve())
+        problem = None
+        if result.error is not None:
+            problem = ImageProblem(key, result.error.code, result.error.message)
+            log.warning("%s: %s", paths[n], result.error)
+        kept = [(f, f.template.vector) for f in result.faces if f.template is not None]
+        faces = tuple(ClusterFace(key, f.box, float(f.score), sighting_weight(f.score, f.box.width, f.box.height),
+                                  f.index) for f, _ in kept)
+        vecs = np.stack([v for _, v in kept]) if kept else np.zeros((0, dim), np.float32)
+        yield PhotoFaces(faces, vecs.astype(np.float32, copy=False), problem)
+
+
+def gather_faces(
+    items: Iterable[PhotoFaces], dim: int
+) -> tuple[list[ClusterFace], FloatMatrix, list[ImageProblem]]:
+    """Faces, stacked templates and problems of many images, in image order."""
+    faces: list[ClusterFace] = []
+    vecs: list[FloatMatrix] = []
+    problems: list[ImageProblem] = []
+    for item in items:
+        faces.extend(item.faces)
+        vecs.append(item.vectors)
+        if item.problem is not None:
+            problems.append(item.problem)
+    mat = np.concatenate(vecs).astype(np.float32, copy=False) if vecs else np.zeros((0, dim), np.float32)
+    return faces, mat, problems
+
+
 def embed_photos(
     atlas: Pipeline, paths: Sequence[Path], progress: Progress | None = None
 ) -> tuple[list[ClusterFace], FloatMatrix, list[ImageProblem]]:
     """Every face of every image with its template; unreadable images are reported, not fatal."""
-    from ..pipeline import EMBED_ALL
-    from ..video.identity import sighting_weight
 
-    faces: list[ClusterFace] = []
-    vecs: list[npt.NDArray[np.float32]] = []
-    problems: list[ImageProblem] = []
-    for n, result in enumerate(atlas.iter_many(paths, EMBED_ALL, errors="keep")):
-        path = paths[n]
-        key = str(path.resolve())
-        if result.error is not None:
-            problems.append(ImageProblem(key, result.error.code, result.error.message))
-            log.warning("%s: %s", path, result.error)
-        for f in result.faces:
-            if f.template is None:
-                continue
-            faces.append(ClusterFace(key, f.box, float(f.score), sighting_weight(f.score, f.box.width, f.box.height), f.index))
-            vecs.append(f.template.vector)
-        if progress is not None:
-            progress(n + 1, len(paths))
-    dim = atlas.embedder.dim
-    return faces, (np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)), problems
+    def ticking() -> Iterator[PhotoFaces]:
+        """The images' faces, reporting progress after each image."""
+        for n, item in enumerate(photo_faces(atlas, paths)):
+            yield item
+            if progress is not None:
+                progress(n + 1, len(paths))
+
+    return gather_faces(ticking(), atlas.embedder.dim)
 
 
 def cluster_folder(
@@ -79,8 +113,13 @@ def cluster_folder(
     min_face: float = 20.0,
     seed: int = 0,
     progress: Progress | None = None,
+    embed: Embedder | None = None,
 ) -> tuple[ClusterResult, ClusterState]:
-    """Cluster every face in a folder, or (given a previous ``state``) add the folder's new images to it."""
+    """Cluster every face in a folder, or (given a previous ``state``) add the folder's new images to it.
+
+    ``embed`` does the per-photo work (default: ``embed_photos`` with ``atlas``; ``faceatlas cluster --ray`` passes a
+    Ray pool); the clustering itself always runs here.
+    """
     if atlas is None:
         from ..facade import FaceAtlas
 
@@ -108,7 +147,10 @@ def cluster_folder(
     if known:  # changed files: forget their old faces, they are embedded again
         drop_images(state, known)
     t0 = time.perf_counter()
-    faces, vecs, problems = embed_photos(atlas, todo, progress)
+    if embed is None:
+        faces, vecs, problems = embed_photos(atlas, todo, progress)
+    else:
+        faces, vecs, problems = embed(todo, progress)
     t_embed = time.perf_counter() - t0
     t1 = time.perf_counter()
     assigned = add_faces(state, faces, vecs, seed=seed)

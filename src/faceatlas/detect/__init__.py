@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
-from ..models import ModelStore
 from .base import SELECT_POLICIES, OnnxDetector, SelectPolicy, nms, select_face
 from .scrfd import ScrfdDetector
 from .yunet import YuNetDetector
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models import ModelStore
 
 DECODERS: dict[str, type[OnnxDetector]] = {"yunet": YuNetDetector, "scrfd": ScrfdDetector}
 

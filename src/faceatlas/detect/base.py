@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -15,8 +14,6 @@ from ..errors import FaceAtlasError, InvalidInputError, NoFaceError
 from ..images import LoadedImage
 from ..models import ModelSpec, ModelStore, create_session
 from ..types import Box, Detection
-
-log = logging.getLogger(__name__)
 
 SelectPolicy = Literal["largest", "central", "score"]
 SELECT_POLICIES: tuple[str, ...] = ("largest", "central", "score")

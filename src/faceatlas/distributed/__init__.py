@@ -1,4 +1,4 @@
-"""Past one machine: bulk enrolment and embedding on Ray actors, with the driver as the single gallery writer.
+"""Past one machine: bulk enrolment, embedding and clustering's photo work on Ray actors; the driver writes alone.
 
 Ray is optional (``pip install 'faceatlas[ray]'``) and imported only when a command asks for it.
 """

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -27,14 +29,72 @@ def _ray() -> Any:
     return ray
 
 
+class StdoutForOwnerOnly:
+    """Stands in for ``sys.stdout`` once Ray runs in this process, so that stdout carries the command's output only.
+
+    Ray prints the cluster's notices (a worker that died, a task retried: lines starting with ``(raylet)``) on
+    ``sys.stdout`` even with ``log_to_driver=False``: from its listener threads while it runs, and from the main thread
+    when it shuts down (repeated notices it held back). Writes from any other thread than the owner, or made by Ray's
+    own code, go to stderr instead; the command's lines (one JSON object per line with ``--json``) stay on stdout.
+    """
+
+    def __init__(self, out: Any, owner: int) -> None:
+        self._out = out
+        self._owner = owner
+
+    def _target(self, caller: Any) -> Any:
+        """The real stdout for the owner thread's own writes, stderr for other threads and for Ray's code."""
+        module = _writer_module(caller)
+        if threading.get_ident() != self._owner or module == "ray" or module.startswith("ray."):
+            return sys.stderr
+        return self._out
+
+    def write(self, text: str) -> int:
+        """Write to stdout, or to stderr when Ray (or another thread) is the writer."""
+        return int(self._target(sys._getframe(1)).write(text))
+
+    def writelines(self, lines: Any) -> None:
+        """Write each line where :meth:`write` would."""
+        target = self._target(sys._getframe(1))
+        for line in lines:
+            target.write(line)
+
+    def flush(self) -> None:
+        """Flush both streams."""
+        self._out.flush()
+        sys.stderr.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else (encoding, isatty, fileno, buffer) from the real stdout."""
+        return getattr(self._out, name)
+
+
+def _writer_module(frame: Any) -> str:
+    """Module of the code that wrote, looking through the ``print`` Ray patches in (``ray.experimental.tqdm_ray``)."""
+    while frame is not None and frame.f_globals.get("__name__") == "ray.experimental.tqdm_ray":
+        frame = frame.f_back
+    return str(frame.f_globals.get("__name__", "")) if frame is not None else ""
+
+
+def guard_stdout() -> None:
+    """Keep Ray's notices off stdout from now on (installed once; the calling thread keeps stdout)."""
+    if not isinstance(sys.stdout, StdoutForOwnerOnly):
+        sys.stdout = StdoutForOwnerOnly(sys.stdout, threading.get_ident())
+
+
 def connect(address: str, num_cpus: int | None = None) -> Any:
-    """Join (or, for ``local``, start) a Ray cluster: ``local``, ``auto`` or ``ray://host:port``; returns ray."""
+    """Join (or, for ``local``, start) a Ray cluster: ``local``, ``auto`` or ``ray://host:port``; returns ray.
+
+    Ray's own log lines go to stderr at WARNING and above, workers' output is not forwarded, and Ray's notices are kept
+    off stdout (:class:`StdoutForOwnerOnly`).
+    """
     ray = _ray()
     if ray.is_initialized():
         return ray
+    guard_stdout()
     common: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     if address == "local":
-        ray.init(num_cpus=num_cpus, **common)
+        ray.init(address="local", num_cpus=num_cpus, **common)  # a new instance even when `ray start` ran here
     else:
         ray.init(address=address, **common)
     return ray

@@ -135,3 +135,9 @@ class PhotoWorker:
                                     np.asarray(face.template.vector, dtype=np.float32)))
             items.append(ImageRows(path, res.sha256, tuple(rows)))
         return ChunkResult(self.node, os.getpid(), items)
+
+    def cluster_faces(self, paths: Sequence[str]) -> ChunkResult:
+        """Each image's faces and templates for ``faceatlas cluster`` (the same as the local run), or its problem."""
+        from ..cluster.photos import photo_faces
+
+        return ChunkResult(self.node, os.getpid(), list(photo_faces(self.pipeline(), [Path(p) for p in paths])))

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..errors import ModelError
-from ..models import ModelStore
 from .base import CropEmbedder
-from .dlib import DlibEmbedder
-from .ensemble import EnsembleEmbedder
-from .onnx import OnnxEmbedder
-from .tflite import TfliteEmbedder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models import ModelStore
+    from .dlib import DlibEmbedder as DlibEmbedder
+    from .ensemble import EnsembleEmbedder as EnsembleEmbedder
+    from .onnx import OnnxEmbedder as OnnxEmbedder
+    from .tflite import TfliteEmbedder as TfliteEmbedder
 
 Embedder = CropEmbedder
+
+# Runtimes are imported when a model needs them (a cold start with SFace loads only the ONNX one).
+_RUNTIMES = {"DlibEmbedder": ".dlib", "EnsembleEmbedder": ".ensemble", "OnnxEmbedder": ".onnx",
+             "TfliteEmbedder": ".tflite"}
+
+
+def __getattr__(name: str) -> Any:
+    """The embedder classes, imported on first access."""
+    module = _RUNTIMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
+
 
 FLIP_SUFFIX = "+flip"
 
@@ -32,12 +51,20 @@ def create_embedder(name: str, store: ModelStore, *, threads: int | None = None,
     name, flip = split_flip(name, flip)
     spec = store.spec(name, "recognition")
     if spec.architecture == "arcface-onnx":
+        from .onnx import OnnxEmbedder
+
         return OnnxEmbedder(store, spec, threads=threads, flip=flip)
     if spec.architecture == "tflite":
+        from .tflite import TfliteEmbedder
+
         return TfliteEmbedder(store, spec, threads=threads, flip=flip)
     if spec.architecture == "dlib":
+        from .dlib import DlibEmbedder
+
         return DlibEmbedder(store, spec, threads=threads, flip=flip)
     if spec.architecture == "ensemble":
+        from .ensemble import EnsembleEmbedder
+
         if flip:
             raise ModelError("model_invalid", f"set flip per member of ensemble {name!r}, not on the ensemble")
         members = [(create_embedder(m, store, threads=threads), w) for m, w in spec.members]

@@ -7,7 +7,6 @@ single template everywhere (verification, galleries, clustering).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +31,8 @@ class EnsembleEmbedder(CropEmbedder):
         self.template = members[0][0].template
         self.dim = sum(m.dim for m, _ in members)
         parts = [f"{m.model_id}:{m.model_sha256}:{w:.6g}" for m, w in members]
+        import hashlib  # imported here: hashlib loads OpenSSL, and only ensembles need it
+
         self.model_sha256 = hashlib.sha256("|".join(parts).encode()).hexdigest()
         self._weights = [w for _, w in members]
 

@@ -13,6 +13,8 @@ SourceKind = Literal["package", "models_dir", "cache", "url", "archive"]
 
 #: Version of the preprocessing (alignment + normalisation) contract; bump when crops change.
 PREPROCESSING_VERSION = "arcface112-v1"
+#: Bump when any transform's output changes (models/transforms.py), so stale cached files are rebuilt.
+TRANSFORMS_VERSION = "3"
 
 
 @dataclass(frozen=True)

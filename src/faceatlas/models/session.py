@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -11,8 +9,10 @@ from typing import Any
 
 from .. import config
 from ..errors import ModelError
+from ..lazylog import get_logger
+from .trust import sha256_hex
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _CPU = ["CPUExecutionProvider"]
 
@@ -154,7 +154,7 @@ def _optimised_path(ort_version: str, path: Path, prepack: bool, cache_dir: Path
     except OSError:
         return None
     key = "|".join([ort_version, str(path.resolve()), str(st.st_size), str(st.st_mtime_ns), str(prepack), _cpu_id()])
-    return cache_dir / "optimized" / f"{path.stem}.{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
+    return cache_dir / "optimized" / f"{path.stem}.{sha256_hex(key.encode())[:16]}.onnx"
 
 
 @lru_cache(maxsize=1)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -12,11 +9,11 @@ from pathlib import Path
 
 from .. import config
 from ..errors import ModelError
-from .manifest import Manifest, ModelSpec, Source, Task
-from .transforms import TRANSFORMS_VERSION, apply_transforms
-from .trust import HashRecord, sha256_file
+from ..lazylog import get_logger
+from .manifest import TRANSFORMS_VERSION, Manifest, ModelSpec, Source, Task
+from .trust import HashRecord, sha256_file, sha256_hex
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _CHUNK = 1 << 20
 
@@ -183,6 +180,7 @@ class ModelStore:
 
     def _download(self, spec: ModelSpec, urls: list[str]) -> Path:
         """Download the model into the cache from the first URL that works, verifying its sha256."""
+        import hashlib
         import tempfile
         import urllib.error  # imported here: network modules cost ~0.1 s of startup and are rarely needed
         import urllib.request
@@ -220,7 +218,7 @@ class ModelStore:
             return original, spec.sha256
         tag = "+".join(spec.transforms)
         # The transform list is part of the name, so a manifest that adds or drops a transform gets a fresh copy.
-        tag_id = hashlib.sha256(tag.encode()).hexdigest()[:8]
+        tag_id = sha256_hex(tag.encode())[:8]
         name = f"{Path(spec.file).stem}.t{TRANSFORMS_VERSION}-{tag_id}.{spec.sha256[:12]}.onnx"
         target = self.cache_dir / "derived" / name
         sidecar = target.with_suffix(".onnx.sha256")
@@ -230,11 +228,15 @@ class ModelStore:
             if recorded and self._hashes.sha256(target, verify=verify) == recorded:
                 return target, recorded
             log.warning("cached transformed model %s is damaged; rebuilding", target)
+        import hashlib
+
+        from .transforms import apply_transforms  # imported here: building a copy is a one-time job
+
         data = apply_transforms(original.read_bytes(), spec.transforms)
         digest = hashlib.sha256(data).hexdigest()
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(target, data)
-        self._hashes.forget(target)
+        self._hashes.remember(target, digest)  # hashed from the bytes just written: the next start trusts it
         _atomic_write(sidecar, f"{digest}  {name}  transforms={tag}\n".encode())
         log.info("model %s: applied %s, cached at %s", spec.name, tag, target)
         return target, digest
@@ -258,6 +260,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def _package_file(ref: str) -> Path | None:
     """Locate ``package:relative/path`` inside an installed package without importing it."""
+    import importlib.util
+
     package, _, rel = ref.partition(":")
     try:
         spec = importlib.util.find_spec(package)

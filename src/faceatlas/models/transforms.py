@@ -9,14 +9,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ModelError
+from .manifest import TRANSFORMS_VERSION as TRANSFORMS_VERSION  # defined there: reading it must not import this
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
 log = logging.getLogger(__name__)
-
-#: Bump when any transform's output changes, so stale cached files are rebuilt.
-TRANSFORMS_VERSION = "3"
 
 
 def apply_transforms(data: bytes, names: tuple[str, ...]) -> bytes:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from ..lazylog import get_logger
+
+log = get_logger(__name__)
 
 _CHUNK = 1 << 20
 RECORD_NAME = "verified.json"
@@ -23,6 +24,18 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of a short byte string (cache-file names) without importing hashlib, which loads OpenSSL."""
+    try:
+        from _sha256 import sha256  # CPython's own implementation (3.10, 3.11)
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found,no-redef,unused-ignore]  # CPython 3.12+
+        except ImportError:
+            from hashlib import sha256  # type: ignore[assignment,unused-ignore]
+    return str(sha256(data).hexdigest())
 
 
 def _identity(st: os.stat_result) -> list[int]:
@@ -56,6 +69,18 @@ class HashRecord:
                 entries[key] = {"stat": _identity(st), "sha256": digest}
                 self._save(entries)
         return digest
+
+    def remember(self, path: Path, digest: str) -> None:
+        """Record the sha256 of a file this process has just written, so its next use needs no hashing."""
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        with self._lock:
+            self._entries = None  # merge with what other processes recorded meanwhile
+            entries = self._load()
+            entries[str(path.absolute())] = {"stat": _identity(st), "sha256": digest}
+            self._save(entries)
 
     def forget(self, path: Path) -> None:
         """Drop a file's entry (after it was replaced or found damaged)."""

@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from ..align import align_face
 from ..errors import InvalidInputError
-from ..images import LoadedImage
-from ..quality import face_quality
-from ..types import Detection, Template
+from ..types import Template
 from .request import CROP, EMBEDDING, QUALITY
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy.typing as npt
+
+    from ..images import LoadedImage
+    from ..types import Detection
     from .pipeline import Pipeline
 
 
@@ -104,6 +105,8 @@ class QualityHead:
 
     def run(self, batch: FaceBatch) -> list[Any]:
         """A :class:`faceatlas.quality.Quality` per face (frontality from the pose head when it is asked for too)."""
+        from ..quality import face_quality
+
         crops = batch.crops(CANONICAL)
         poses: list[Any] = list(self._pipeline.head("pose").run(batch)) if "pose" in batch.heads else [None] * len(crops)
         return [face_quality(det, crop, None if p is None else (p.yaw, p.pitch))

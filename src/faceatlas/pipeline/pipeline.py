@@ -7,31 +7,33 @@ thread-safe and meant to be shared.
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from .. import config
-from ..detect import OnnxDetector, SelectPolicy, create_detector, select_face
+from ..detect import create_detector, select_face
 from ..detect.base import check_face_index
-from ..embed import CropEmbedder, create_embedder, flip_id, split_flip
+from ..embed import create_embedder, flip_id, split_flip
 from ..errors import FaceAtlasError, InvalidInputError, NoFaceError
-from ..images import DEFAULT_MAX_PIXELS, ColorOrder, ImageInput, LoadedImage, load_image
+from ..images import DEFAULT_MAX_PIXELS, LoadedImage, load_image
 from ..models import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, ModelStore, apply_profile
-from ..thresholds import Calibrations, OperatingPoint, estimated_far, resolve_threshold
 from ..types import Detection, Face, Template
 from .heads import CANONICAL, CropSpec, FaceBatch, Head, head_factory
 from .request import CROP, EMBED_ALL, EMBEDDING, MINOR_INSIDE, MINOR_SCORE, MINOR_SIZE, QUALITY, FaceRequest
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # pragma: no cover - types only: thresholds and calibrations load when first used
+    import numpy.typing as npt
+
+    from ..detect import OnnxDetector, SelectPolicy
+    from ..embed import CropEmbedder
+    from ..images import ColorOrder, ImageInput
+    from ..thresholds import Calibrations, OperatingPoint
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,9 +102,11 @@ class Pipeline:
         self.color = color
         self.detector_options = DetectorOptions(det_score, min_face_size, multiscale, detect_size)
         self.max_pixels = max_pixels
-        # a user calibration (name or path) is used only when chosen here or in FACEATLAS_CALIBRATION
-        self.calibrations = Calibrations(config.home_dir() / "calibrations",
-                                         calibration if calibration is not None else config.calibration())
+        # a user calibration (name or path) is used only when chosen here or in FACEATLAS_CALIBRATION; the
+        # environment is read now, the calibration files when a threshold or FAR first needs them
+        self._calibration_source = (config.home_dir() / "calibrations",
+                                    calibration if calibration is not None else config.calibration())
+        self._calibrations: Calibrations | None = None
         self._lock = threading.Lock()
         self._detector: OnnxDetector | None = None
         self._embedder: CropEmbedder | None = None
@@ -212,8 +216,31 @@ class Pipeline:
 
     # -- thresholds (the one resolution) ------------------------------------------------------------------------
 
+    @property
+    def calibrations(self) -> Calibrations:
+        """Score → FAR calibrations (shipped, or the chosen user calibration), created on first use."""
+        got = self._calibrations
+        if got is not None:
+            return got
+        root = self._root()
+        if root is not self:
+            return root.calibrations
+        from ..thresholds import Calibrations
+
+        with self._lock:
+            if self._calibrations is None:
+                self._calibrations = Calibrations(*self._calibration_source)
+            return self._calibrations
+
+    @calibrations.setter
+    def calibrations(self, value: Calibrations) -> None:
+        """Use these calibrations from now on."""
+        self._calibrations = value
+
     def operating_point(self, threshold: float | str | None = None) -> OperatingPoint:
         """The threshold to apply: the caller's, else this pipeline's, else ``FACEATLAS_THRESHOLD``, else the model's."""
+        from ..thresholds import resolve_threshold
+
         for candidate in (threshold, self.threshold, config.default_threshold()):
             if candidate is not None and not (isinstance(candidate, str) and not candidate.strip()):
                 return resolve_threshold(candidate, self.model_id, None, self.calibrations)
@@ -222,6 +249,8 @@ class Pipeline:
 
     def far(self, score: float) -> float | None:
         """Estimated false-accept rate of a score under this model's calibration (None when uncalibrated)."""
+        from ..thresholds import estimated_far
+
         return estimated_far(score, self.model_id, self.calibrations)
 
     # -- the pipeline -------------------------------------------------------------------------------------------
@@ -392,6 +421,8 @@ def _label(image: ImageInput, i: int) -> str:
 
 def _sha256_of(image: ImageInput) -> str | None:
     """sha256 of the encoded image (files and bytes) or of the pixels (arrays), to spot duplicate enrolments."""
+    import hashlib  # imported here: only enrolment asks for it (hashlib loads OpenSSL)
+
     if isinstance(image, (bytes, bytearray, memoryview)):
         return hashlib.sha256(bytes(image)).hexdigest()
     if isinstance(image, (str, os.PathLike)):
