@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,14 @@ def atlas(_isolated_home: Path) -> object:
     from faceatlas.facade import FaceAtlas
 
     return FaceAtlas()
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    """A local Ray with 2 CPUs for this module (commands given ``--ray local`` join it)."""
+    ray = pytest.importorskip("ray")
+    from faceatlas.distributed.ray_runner import connect
+
+    connect("local", num_cpus=2)
+    yield ray
+    ray.shutdown()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,6 @@ def photos(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy(lfw(name, n), dest / name)
     (dest / "broken.jpg").write_text("not an image")
     return dest
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    """A local Ray with 2 CPUs for this module (commands given ``--ray local`` join it)."""
-    ray = pytest.importorskip("ray")
-    from faceatlas.distributed.ray_runner import connect
-
-    connect("local", num_cpus=2)
-    yield ray
-    ray.shutdown()
 
 
 def without_timing(result: Any) -> dict[str, Any]:

@@ -314,7 +314,8 @@ def test_optimised_graph_cache_memory_maps_weights(tmp_path: Path) -> None:
 
 def test_faceplugin_denormal_flush_keeps_templates_and_runs_faster(models_dir: Path, lfw_dir: Path) -> None:
     """faceplugin-512's derived file (denormal weights zeroed, PRelu rewritten) matches the shipped file on real LFW
-    crops and runs clearly faster (denormal arithmetic made it several times slower than its size suggests)."""
+    crops and runs as fast as the shipped file does with the CPU flushing denormals (denormal arithmetic made it
+    several times slower than its size suggests on the machine this was written on)."""
     import time
 
     import numpy as np
@@ -350,14 +351,24 @@ def test_faceplugin_denormal_flush_keeps_templates_and_runs_faster(models_dir: P
     b = np.concatenate([slow.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))]).astype(np.float64)
     cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     assert float(cos.min()) >= 0.99999, float(cos.min())
-    # Interleaved call by call, median CPU per call: a load change on a shared machine hits both sides alike.
-    calls: dict[str, list[float]] = {"fast": [], "slow": []}
-    for i in range(15):
-        for label, session in (("fast", fast), ("slow", slow)) if i % 2 == 0 else (("slow", slow), ("fast", fast)):
+    # How much denormals cost depends on the CPU (several times on the Intel machine this was written on, ~1.5x on
+    # an AMD EPYC): the reference is the shipped file with the hardware flushing denormals (ORT's
+    # set_denormal_as_zero), which the flushed file must match, and it must never be slower than the shipped file.
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    ftz = ort.InferenceSession(str(resolved.original), opts, providers=["CPUExecutionProvider"])
+    # Interleaved call by call, median CPU per call: a load change on a shared machine hits all sides alike.
+    sessions = {"fast": fast, "slow": slow, "slow_ftz": ftz}
+    calls: dict[str, list[float]] = {k: [] for k in sessions}
+    for i in range(21):
+        for label in list(sessions) if i % 2 == 0 else list(sessions)[::-1]:
             t0 = time.process_time()
-            session.run(None, {name: x[i : i + 1]})
+            sessions[label].run(None, {name: x[i : i + 1]})
             calls[label].append(time.process_time() - t0)
-    timing = {k: float(np.median(v)) * 10 for k, v in calls.items()}
-    print(f"faceplugin-512: min cosine {cos.min():.9f}; CPU per crop {timing['fast'] * 100:.1f} ms "
-          f"(shipped file {timing['slow'] * 100:.1f} ms)")
-    assert timing["fast"] < 0.75 * timing["slow"], timing  # measured 0.1 on an idle machine, 0.56 at load 10
+    timing = {k: float(np.median(v)) * 1e3 for k, v in calls.items()}
+    print(f"faceplugin-512: min cosine {cos.min():.9f}; CPU ms per crop {timing}")
+    assert timing["fast"] < timing["slow"], timing
+    assert timing["fast"] < 1.3 * timing["slow_ftz"], timing

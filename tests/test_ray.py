@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +35,6 @@ def people(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         if count >= 20:
             break
     return dest
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    """A local Ray with 2 CPUs for this module (commands given ``--ray local`` join it)."""
-    ray = pytest.importorskip("ray")
-    from faceatlas.distributed.ray_runner import connect
-
-    connect("local", num_cpus=2)
-    yield ray
-    ray.shutdown()
 
 
 def samples(gallery: Path) -> dict[tuple[str, str], np.ndarray]:
