@@ -13,23 +13,19 @@ Data (all 128-d SFace templates, unit length):
   ``mean + L z`` (``L`` the covariance's Cholesky factor, ``z`` standard normal, seed ``--seed``) re-normalised to unit
   length. Their cosine statistics against the probes are printed next to those of real other-person templates.
 
-Writes (collection ``--collection`` in ``milvus://HOST:PORT?meta=<work>/meta.sqlite``, opened with ``index="hnsw"``
-and faceatlas' default ``HnswParams``: M=16, efConstruction=64, ef=max(512, k)):
+Writes (collection ``--collection`` in ``milvus://HOST:PORT?meta=<work>/meta.sqlite``, opened with ``--index``
+(``hnsw``: HNSW with ``--hnsw M:efConstruction:ef``; ``exact``: FLAT)):
 
-1. the first ``--per-person`` real identities through the public API, one ``Gallery.add_person_with_samples`` call
-   (one transaction) each: SQLite rows + Milvus upsert + a strongly consistent read for the person's centroid;
-2. everything else through a bulk loader in this script, because step 1 costs ~0.2 s per person (1 M persons would
-   take days): per ``--sql-batch`` persons one SQLite transaction of the gallery's own store (``_vault_write``: persons
-   and samples rows with consecutive ids, the generation bump, one audit row) and, inside it, pymilvus ``upsert`` calls
-   of ``--batch`` rows (the row layout and batch size of ``MilvusBackend.put``) into the samples collection and the
-   centroids collection (a one-sample person's centroid is its template);
+1. the first ``--per-person`` real identities one ``Gallery.add_person_with_samples`` call (one transaction) each;
+2. everything else through ``Gallery.add_people``, ``--sql-batch`` persons per call: one SQLite transaction, and
+   inside it the backend's 1,000-row upserts of templates and centroids (nothing is read back from Milvus);
 3. ``flush``, then the wait until the server reports every row indexed (``describe_index``: indexed_rows == total_rows,
    no pending rows) = the index build time, then ``release`` + ``load`` (timed).
 
 Searches: exact ground truth is numpy float32 brute force over the same N vectors. Raw Milvus (samples collection,
 Bounded consistency, ``--ef-sweep``, on ``--recall-queries`` random probes): recall@1 / recall@10 of sample ids vs exact
-and single-query p50/p99 at k=1 and k=10. faceatlas ``Gallery.search`` (Strong consistency, as the backend always
-reads): single-query p50/p99 at k=1 and k=10, and rank-1 identification of every probe (batched), against exact
+and single-query p50/p99 at k=1 and k=10. faceatlas ``Gallery.search`` (the backend's Session consistency and its
+``ef``): single-query p50/p99 at k=1 and k=10, and rank-1 identification of every probe (batched), against exact
 rank-1 over the same gallery and over the real LFW persons alone. Deletes: persons are deleted with
 ``Gallery.delete_person``; the very next faceatlas search and a raw Strong Milvus search with the deleted template
 must not return them, and again 5 s later.
@@ -170,66 +166,26 @@ def server_rss_mib() -> float | None:
 
 
 class BulkLoader:
-    """Writes one-sample persons in large batches: the gallery's SQLite store plus batched Milvus upserts."""
+    """Enrols one-sample persons through ``Gallery.add_people`` (one transaction per call); keeps the raw client."""
 
-    def __init__(self, gallery: Any, collection: str, batch: int) -> None:
+    def __init__(self, gallery: Any, collection: str) -> None:
         self.gallery = gallery
-        self.store = gallery.store
-        self.backend = gallery._backend
-        self.client = self.backend._client
+        self.client = gallery._backend._client  # for the raw index searches only
         self.cid = gallery.get_collection(collection).id
         self.collection = collection
-        self.samples, self.centroids = self.backend._names(self.cid)
-        self.batch = batch
-        self.sqlite_s = 0.0
-        self.milvus_s = 0.0
+        self.samples, self.centroids = gallery._backend._names(self.cid)
         self.rows = 0
         self.row_index: I64 | None = None  # enrolment position of each stored sample (None: all, in order)
 
-    def add(self, names: list[str], vectors: F32) -> tuple[list[int], list[int]]:
-        """One transaction: persons ``names`` with one sample each; returns their person ids and sample ids."""
-        t0 = time.perf_counter()
-        now = time.time()
-        with self.store._vault_write() as (cur, undo):
-            gen = cur.execute("SELECT generation FROM collections WHERE id = ?", (self.cid,)).fetchone()[0]
-            first_p = int(cur.execute("SELECT coalesce(max(id), 0) FROM persons").fetchone()[0]) + 1
-            seq = cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'persons'").fetchone()
-            first_p = max(first_p, int(seq[0]) + 1 if seq else 1)
-            first_s = self.store._next_sample_id(cur)
-            pids = list(range(first_p, first_p + len(names)))
-            sids = list(range(first_s, first_s + len(names)))
-            cur.executemany(
-                "INSERT INTO persons (id, collection_id, external_id, name, metadata, created_at) "
-                "VALUES (?, ?, ?, NULL, '{}', ?)",
-                [(p, self.cid, n, now) for p, n in zip(pids, names, strict=True)],
-            )
-            cur.executemany(
-                "INSERT INTO samples (id, collection_id, person_id, quality, detection_score, box, image_sha256, "
-                "created_at, template) VALUES (?, ?, ?, NULL, NULL, NULL, NULL, ?, x'')",
-                [(s, self.cid, p, now) for s, p in zip(sids, pids, strict=True)],
-            )
-            cur.execute("UPDATE collections SET generation = ? WHERE id = ?", (gen + 1, self.cid))
-            self.store._audit(cur, "milvus_scale", "enrol", self.collection, None, [sids[0], sids[-1]])
-            t1 = time.perf_counter()
-            undo.append(lambda: self.client.delete(self.samples, ids=sids))
-            undo.append(lambda: self.client.delete(self.centroids, ids=pids))
-            self._upsert(sids, pids, vectors)
-            t2 = time.perf_counter()
-        self.sqlite_s += (t1 - t0) + (time.perf_counter() - t2)
-        self.milvus_s += t2 - t1
-        self.rows += len(names)
-        return pids, sids
+    def add(self, names: list[str], vectors: F32) -> list[int]:
+        """One ``add_people`` call: persons ``names`` with one template each; returns their sample ids."""
+        from faceatlas.gallery import NewPerson
+        from faceatlas.types import Template
 
-    def _upsert(self, sids: list[int], pids: list[int], vectors: F32) -> None:
-        """Samples and centroids rows, ``batch`` rows per upsert call (MilvusBackend.put's layout)."""
-        for s in range(0, len(sids), self.batch):
-            part = slice(s, s + self.batch)
-            rows = [{"sample_id": i, "collection_id": self.cid, "person_id": p, "vector": v}
-                    for i, p, v in zip(sids[part], pids[part], vectors[part], strict=True)]
-            self.client.upsert(self.samples, rows)
-            cents = [{"person_id": p, "collection_id": self.cid, "vector": v}
-                     for p, v in zip(pids[part], vectors[part], strict=True)]
-            self.client.upsert(self.centroids, cents)
+        people = [NewPerson(n, Template(v, "sface")) for n, v in zip(names, vectors, strict=True)]
+        added = self.gallery.add_people(self.collection, people, actor="milvus_scale")
+        self.rows += len(names)
+        return [ids[0] for _, ids in added]
 
 
 def enrol_public(gallery: Any, collection: str, names: list[str], vectors: F32) -> tuple[list[int], list[float]]:
@@ -361,7 +317,7 @@ def build(args: argparse.Namespace, gallery: Any, data: LfwSplit) -> tuple[BulkL
 
     emb = FaceAtlas(embedder="sface", store=ModelStore(models_dir=default_models_dir())).embedder
     gallery.create_collection(args.collection, "sface", emb.model_sha256, emb.dim, PREPROCESSING_VERSION)
-    loader = BulkLoader(gallery, args.collection, args.batch)
+    loader = BulkLoader(gallery, args.collection)
     n_pub = min(args.per_person, data.identities)
     say(f"public API: {n_pub} persons, one add_person_with_samples each ...")
     t0 = time.perf_counter()
@@ -380,25 +336,22 @@ def build(args: argparse.Namespace, gallery: Any, data: LfwSplit) -> tuple[BulkL
             pending_vecs = np.concatenate([pending_vecs, more])
             syn_done += len(more)
         take = min(args.sql_batch, len(pending_names))
-        _, sids = loader.add(pending_names[:take], pending_vecs[:take])
+        sids = loader.add(pending_names[:take], pending_vecs[:take])
         ids.append(sids)
         vecs.append(pending_vecs[:take])
         pending_names, pending_vecs = pending_names[take:], pending_vecs[take:]
         total = n_pub + loader.rows
         if total % 100_000 < take or not len(pending_names):
             el = time.perf_counter() - t_bulk
-            say(f"  {total:,} templates, bulk {loader.rows / el:,.0f} rows/s "
-                     f"(SQLite {loader.sqlite_s:.0f} s, Milvus {loader.milvus_s:.0f} s)")
+            say(f"  {total:,} templates, add_people {loader.rows / el:,.0f} persons/s")
     bulk_s = time.perf_counter() - t_bulk
     info = {
         "public_api": {"persons": n_pub, "seconds": round(pub_s, 1), "per_person": pct([t * 1000 for t in took]),
                        "persons_per_s": round(n_pub / pub_s, 2),
                        "projected_hours_for_n": round(args.n * pub_s / max(n_pub, 1) / 3600, 1)},
-        "bulk": {"persons": loader.rows, "seconds": round(bulk_s, 1), "rows_per_s": round(loader.rows / bulk_s),
-                 "sqlite_s": round(loader.sqlite_s, 1), "milvus_upsert_s": round(loader.milvus_s, 1),
-                 "milvus_rows_per_s": round(loader.rows / max(loader.milvus_s, 1e-9)),
-                 "sql_batch": args.sql_batch, "upsert_batch": args.batch,
-                 "note": "Milvus rows per second count samples; each also writes its centroid row"},
+        "add_people": {"persons": loader.rows, "seconds": round(bulk_s, 1), "persons_per_s": round(loader.rows / bulk_s),
+                       "persons_per_call": args.sql_batch,
+                       "note": "one sample per person; each also writes its centroid row (1,000-row upserts)"},
         "synthetic": max(n_syn, 0),
     }
     return loader, np.concatenate([np.asarray(i, np.int64) for i in ids]), np.concatenate(vecs), info
@@ -437,7 +390,7 @@ def release_load(loader: BulkLoader) -> dict[str, Any]:
 
 def reopen(args: argparse.Namespace, gallery: Any, data: LfwSplit) -> tuple[BulkLoader, I64, F32, dict[str, Any]]:
     """A gallery built by an earlier run (``--resume``; persons deleted since are left out): sample ids, vectors."""
-    loader = BulkLoader(gallery, args.collection, args.batch)
+    loader = BulkLoader(gallery, args.collection)
     with gallery.store._read() as cur:
         rows = cur.execute("SELECT s.id, p.external_id FROM samples s JOIN persons p ON p.id = s.person_id "
                            "WHERE s.collection_id = ? ORDER BY s.id", (loader.cid,)).fetchall()
@@ -460,8 +413,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--n", type=int, default=1_000_000, help="templates in the gallery in all")
     ap.add_argument("--collection", default="lfw_scale")
     ap.add_argument("--per-person", type=int, default=300, help="real persons enrolled through the public API")
-    ap.add_argument("--sql-batch", type=int, default=10_000, help="persons per bulk transaction")
-    ap.add_argument("--batch", type=int, default=1_000, help="rows per Milvus upsert (MilvusBackend.put uses 1,000)")
+    ap.add_argument("--sql-batch", type=int, default=10_000, help="persons per add_people call (one transaction)")
+    ap.add_argument("--index", choices=("hnsw", "exact"), default="hnsw", help="the gallery's index (exact = FLAT)")
+    ap.add_argument("--hnsw", default="16:64:512", help="M:efConstruction:ef of the HNSW index (HnswParams)")
     ap.add_argument("--ef-sweep", default="64,128,256,512,1024", help="raw HNSW ef values (faceatlas uses 512)")
     ap.add_argument("--recall-queries", type=int, default=2_000, help="random probes for the raw sweep's recall")
     ap.add_argument("--latency-queries", type=int, default=300, help="single queries timed per setting")
@@ -480,7 +434,7 @@ def main() -> None:
     """Build the gallery, measure, print, write the JSON."""
     args = parse_args()
     from faceatlas import config
-    from faceatlas.gallery import Gallery
+    from faceatlas.gallery import Gallery, HnswParams
 
     t_start = time.perf_counter()
     data = lfw_split(default_data_dir() / "lfw" / "images", args.cache or config.cache_dir() / "eval")
@@ -496,12 +450,15 @@ def main() -> None:
     meta = args.work / "meta.sqlite"
     for leftover in [] if args.resume else args.work.glob("meta.sqlite*"):
         leftover.unlink()
-    gallery = Gallery.open(f"milvus://{args.milvus}?meta={meta}", index="hnsw", create=not args.resume)
+    m, efc, ef = (int(x) for x in args.hnsw.split(":"))
+    hnsw = HnswParams(connectivity=m, expansion_add=efc, expansion_search=ef)
+    gallery = Gallery.open(f"milvus://{args.milvus}?meta={meta}", index=args.index, hnsw=hnsw, create=not args.resume)
     result: dict[str, Any] = {"n": args.n, "milvus": args.milvus, "environment": environment(),
                               "real": {"gallery_identities": data.identities, "single_image_people": len(data.singles),
                                        "probes": len(data.probes)},
                               "distractor_method": "Gaussian fitted to single-image LFW templates, re-normalised",
-                              "cosine_check": probe_cos, "hnsw": {"M": 16, "efConstruction": 64, "ef_faceatlas": 512}}
+                              "cosine_check": probe_cos, "index": args.index,
+                              "hnsw": {"M": m, "efConstruction": efc, "ef_faceatlas": ef}}
     try:
         if args.resume:
             loader, ids, vecs, result["index"] = reopen(args, gallery, data)
@@ -571,7 +528,8 @@ def report(r: dict[str, Any]) -> None:
             ["templates (real + synthetic)", f"{r['n']:,} ({r['n'] - ins['synthetic']:,} + {ins['synthetic']:,})"],
             ["public API enrol, per person p50 / p99", f"{ins['public_api']['per_person']['p50_ms']} / "
                                                        f"{ins['public_api']['per_person']['p99_ms']} ms"],
-            ["bulk insert (SQLite + Milvus upserts)", f"{ins['bulk']['rows_per_s']:,} rows/s ({ins['bulk']['seconds']} s)"],
+            ["Gallery.add_people, persons per second",
+             f"{ins['add_people']['persons_per_s']:,} ({ins['add_people']['seconds']} s)"],
             ["flush; every row indexed (samples, centroids)", f"{idx['flush_s']} s; {idx['indexed_samples_after_s']} s, "
                                                               f"{idx['indexed_centroids_after_s']} s"],
         ]
@@ -579,11 +537,12 @@ def report(r: dict[str, Any]) -> None:
         rows.append(["templates (resumed gallery)", f"{r['n']:,}"])
     rows.append(["release + load", f"{idx['release_load_s']} s, server RSS {idx['server_rss_mib_after_load']} MiB"])
     for row in r["raw_milvus"]:
-        rows.append([f"raw HNSW ef={row['ef']}: recall@1 / @10, p50/p99 k=1, k=10",
+        kind = "FLAT" if r.get("index") == "exact" else f"HNSW ef={row['ef']}"
+        rows.append([f"raw {kind}: recall@1 / @10, p50/p99 k=1, k=10",
                      f"{row['recall_at_1']:.4f} / {row['recall_at_10']:.4f}, {row['k1']['p50_ms']}/"
                      f"{row['k1']['p99_ms']} ms, {row['k10']['p50_ms']}/{row['k10']['p99_ms']} ms"])
     gs = r["gallery_search"]
-    rows.append(["Gallery.search (Strong) p50/p99 k=1, k=10", f"{gs['k1']['p50_ms']}/{gs['k1']['p99_ms']} ms, "
+    rows.append(["Gallery.search p50/p99 k=1, k=10", f"{gs['k1']['p50_ms']}/{gs['k1']['p99_ms']} ms, "
                                                             f"{gs['k10']['p50_ms']}/{gs['k10']['p99_ms']} ms"])
     rk = r["rank1"]
     rows.append(["rank-1: Gallery.search / exact same gallery / exact LFW only",

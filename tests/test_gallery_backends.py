@@ -19,7 +19,7 @@ import pytest
 
 from faceatlas.config import ENV_MILVUS_TOKEN
 from faceatlas.errors import FaceAtlasError, NotFoundError
-from faceatlas.gallery import Gallery, parse_location
+from faceatlas.gallery import Gallery, NewPerson, parse_location
 from faceatlas.gallery.crypto import ENV_KEY, ENV_KEY_FILE
 from faceatlas.gallery.store import SCHEMA_VERSION
 from faceatlas.types import Box, Template
@@ -404,6 +404,69 @@ def test_reopen_keeps_everything(opener: Opener) -> None:
     assert g2.refresh() in ([], ["c"])
 
 
+def test_add_people_is_one_all_or_nothing_batch(gallery: Gallery) -> None:
+    """add_people writes many persons at once: ids in order, searchable at once, and a bad batch writes nothing."""
+    rng = np.random.default_rng(31)
+    vecs = unit(rng, 1_205)
+    people = [NewPerson(f"b{i}", [Template(vecs[i], "m")], name=f"B {i}") for i in range(1_200)]
+    people.append(NewPerson("two", [Template(vecs[1_200], "m"), Template(vecs[1_201], "m")], metadata={"k": 1},
+                            qualities=[0.5, 0.75], image_sha256=["a" * 64, "b" * 64]))
+    people.append(NewPerson("none", []))
+    added = gallery.add_people("c", people)
+    assert [p.external_id for p, _ in added] == [p.external_id for p in people]
+    assert [len(ids) for _, ids in added] == [1] * 1_200 + [2, 0]
+    all_ids = [i for _, ids in added for i in ids]
+    assert all_ids == sorted(all_ids) and len(set(all_ids)) == 1_202
+    stats = gallery.stats().collections[0]
+    assert (stats.persons, stats.samples, stats.indexed) == (1_202, 1_202, 1_202)
+    two = gallery.list_samples("c", "two")
+    assert [s.quality for s in two] == [0.5, 0.75] and two[1].image_sha256 == "b" * 64
+    assert gallery.get_person("c", "two").metadata == {"k": 1}
+    for i in (0, 599, 1_199):  # every new template is found at once, with its owner
+        hit = gallery.search("c", vecs[i], k=1, model_id="m")[0][0]
+        assert (hit.external_id, hit.sample_id) == (f"b{i}", added[i][1][0])
+    both = (vecs[1_200] + vecs[1_201]) / np.linalg.norm(vecs[1_200] + vecs[1_201])
+    top = gallery.search("c", both, k=1, model_id="m", aggregate="centroid")[0][0]
+    assert top.external_id == "two" and top.score == pytest.approx(1.0, abs=1e-5)
+    before = gallery.stats().collections[0]
+    bad_batches = {
+        "conflict": [NewPerson("new1", [Template(vecs[1_202], "m")]), NewPerson("b7", [Template(vecs[1_203], "m")])],
+        "model_mismatch": [NewPerson("new2", [Template(vecs[1_202], "m")]), NewPerson("new3", [Template(vecs[1_203], "x")])],
+    }
+    for code, batch in bad_batches.items():
+        with pytest.raises(FaceAtlasError) as err:
+            gallery.add_people("c", batch)
+        assert err.value.code == code
+    with pytest.raises(FaceAtlasError) as err:
+        gallery.add_people("c", [NewPerson("dup", []), NewPerson("dup", [])])
+    assert err.value.code == "conflict"
+    with pytest.raises(FaceAtlasError) as err:
+        gallery.add_people("c", [("raw", [Template(vecs[0], "m")])])  # type: ignore[list-item]
+    assert err.value.code == "invalid_input"
+    assert gallery.stats().collections[0] == before
+    assert all(h.external_id != "new1" for h in gallery.search("c", vecs[1_202], k=3, model_id="m")[0])
+    assert gallery.check() == []
+    assert gallery.add_people("c", []) == []
+
+
+def test_add_people_keeps_a_current_index_current(opener: Opener) -> None:
+    """A batch on one handle is searched correctly by it and by a second handle opened before the batch."""
+    rng = np.random.default_rng(32)
+    a = opener()
+    a.create_collection("c", "m", SHA, DIM)
+    b = opener()
+    first = enrol(a, rng, 5, 2)
+    assert b.search("c", first[next(iter(first))][0], k=1, model_id="m")[0]
+    vecs = unit(rng, 40)
+    added = a.add_people("c", [NewPerson(f"n{i}", [Template(vecs[i], "m")]) for i in range(40)])
+    for g in (a, b):
+        for i in (0, 39):
+            hit = g.search("c", vecs[i], k=1, model_id="m")[0][0]
+            assert hit.sample_id == added[i][1][0]
+    a.delete_person("c", "n0")
+    assert all(h.external_id != "n0" for g in (a, b) for h in g.search("c", vecs[0], k=5, model_id="m")[0])
+
+
 def test_two_open_galleries_see_each_others_writes(opener: Opener) -> None:
     rng = np.random.default_rng(6)
     a = opener()
@@ -426,7 +489,8 @@ def test_two_open_galleries_see_each_others_writes(opener: Opener) -> None:
         a.search("c", ts[0], model_id="m")
 
 
-def test_export_import_round_trip(opener: Opener, tmp_path: Path) -> None:
+def test_export_import_round_trip(opener: Opener, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("faceatlas.gallery.store.exchange._VAULT_BATCH", 5)  # several batched vault writes per import
     g = opener()
     g.create_collection("c", "m", SHA, DIM)
     rng = np.random.default_rng(7)
@@ -656,12 +720,12 @@ def test_milvus_failed_writes_are_undone(lite_dir: Path, tmp_path: Path, monkeyp
         original = MilvusBackend.set_centroids
         failures: list[int] = []
 
-        def fail_once(self: MilvusBackend, *args: object) -> None:
+        def fail_once(self: MilvusBackend, *args: object, **kwargs: object) -> None:
             """Fail the first centroid update after the templates were written, then behave."""
             if not failures:
                 failures.append(1)
                 raise FaceAtlasError("gallery_error", "injected failure")
-            original(self, *args)  # type: ignore[arg-type]
+            original(self, *args, **kwargs)  # type: ignore[arg-type]
 
         monkeypatch.setattr(MilvusBackend, "set_centroids", fail_once)
         new = templates(rng, 1)

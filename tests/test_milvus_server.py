@@ -33,7 +33,7 @@ from conftest import lfw
 
 from faceatlas.errors import FaceAtlasError
 from faceatlas.facade import FaceAtlas
-from faceatlas.gallery import Gallery
+from faceatlas.gallery import Gallery, NewPerson
 from faceatlas.recognition import Recognizer
 from faceatlas.types import Template
 
@@ -209,6 +209,31 @@ def test_batch_insert_and_immediate_deletes(server_uri: str) -> None:
         assert all(c.external_id != "p3" for c in g.search("bulk", vecs[3], k=10, model_id="sface")[0])
         assert g.get_collection("bulk").samples == 2_501
         assert g.check() == []
+
+
+def test_add_people_batches_and_reads_its_own_writes(server_uri: str) -> None:
+    """3,000 persons in three add_people calls; each batch is searchable at once (Session reads), deletes are final."""
+    rng = np.random.default_rng(8)
+    vecs = unit(rng, 3_000)
+    with Gallery.open(server_uri, index="hnsw") as g:
+        g.create_collection("many", "sface", "a" * 64, 128)
+        ids: list[int] = []
+        for start in range(0, 3_000, 1_000):
+            batch = [NewPerson(f"p{i}", Template(vecs[i], "sface")) for i in range(start, start + 1_000)]
+            ids += [sids[0] for _, sids in g.add_people("many", batch)]
+            last = start + 999  # the batch's last template, searched right after the call returned
+            assert g.search("many", vecs[last], k=1, model_id="sface")[0][0].sample_id == ids[last]
+            central = g.search("many", vecs[last], k=1, model_id="sface", aggregate="centroid")[0][0]
+            assert central.external_id == f"p{last}" and central.score > 0.999
+        stats = g.stats().collections[0]
+        assert (stats.persons, stats.samples, stats.indexed) == (3_000, 3_000, 3_000)
+        with pytest.raises(FaceAtlasError) as err:  # one taken id: the whole batch is refused, nothing left behind
+            g.add_people("many", [NewPerson("fresh", Template(vecs[0], "sface")),
+                                  NewPerson("p5", Template(vecs[1], "sface"))])
+        assert err.value.code == "conflict"
+        g.delete_person("many", "p2999")
+        assert all(c.external_id != "p2999" for c in g.search("many", vecs[2_999], k=5, model_id="sface")[0])
+        assert g.stats().collections[0].indexed == 2_999 and g.check() == []
 
 
 def test_collection_keeps_its_model_on_the_server(atlas: FaceAtlas, lfw_dir: Path, models_dir: Path, server_uri: str) -> None:

@@ -3,7 +3,7 @@ the store exchanges with the backends (new samples, write receipts, loaded vecto
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -237,6 +237,21 @@ class NewSample:
     crop: bytes | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class NewPerson:
+    """One new person for ``Gallery.add_people``: external id, templates, and the optional fields of ``add_samples``."""
+
+    external_id: str
+    templates: Template | Sequence[Template]
+    name: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    qualities: float | Sequence[float | None] | None = None
+    detection_scores: float | Sequence[float | None] | None = None
+    boxes: Box | Sequence[Any] | None = None
+    image_sha256: str | Sequence[str | None] | None = None
+    crops: bytes | Sequence[bytes | None] | None = None
+
+
 @dataclass(frozen=True)
 class WriteReceipt:
     """What a committed write changed: ids, generation before and after, and whether deleted bytes left the disk."""
@@ -247,6 +262,7 @@ class WriteReceipt:
     person_id: int | None = None
     sample_ids: tuple[int, ...] = ()
     erased: bool = True
+    sample_persons: tuple[int, ...] = ()  # owner of each of ``sample_ids`` when a write spans several persons
 
 
 @dataclass(frozen=True, eq=False)
@@ -263,13 +279,11 @@ class LoadedVectors:
 
 @dataclass(frozen=True)
 class CollectionBrief:
-    """What a search needs to know about a collection: id, contract, sample count and persons with samples."""
+    """What a search needs to know about a collection: id, name and contract (no counts: they cost a scan)."""
 
     id: int
     name: str
     contract: EmbeddingContract
-    samples: int
-    persons_with_samples: int
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,6 +38,16 @@ class TemplateVault(ABC):
         """Store (or replace) templates of one person under their sample ids."""
 
     @abstractmethod
+    def put_many(
+        self,
+        collection_id: int,
+        sample_ids: Sequence[int],
+        person_ids: Sequence[int],
+        vectors: npt.NDArray[np.float32],
+    ) -> None:
+        """Store (or replace) templates of several persons: row ``i`` belongs to ``person_ids[i]``."""
+
+    @abstractmethod
     def delete(self, collection_id: int, sample_ids: Sequence[int]) -> None:
         """Remove templates by sample id (unknown ids are ignored)."""
 
@@ -46,8 +56,13 @@ class TemplateVault(ABC):
         """Return the stored templates of the ids that exist."""
 
     @abstractmethod
-    def set_centroids(self, collection_id: int, person_samples: Mapping[int, Sequence[int]]) -> None:
-        """Recompute the centroids of some persons from their current samples (none: drop the centroid)."""
+    def set_centroids(
+        self,
+        collection_id: int,
+        person_samples: Mapping[int, Sequence[int]],
+        known: Mapping[int, npt.NDArray[np.float32]] | None = None,
+    ) -> None:
+        """Recompute the centroids of some persons from their samples (none: drop it); ``known`` spares reads."""
 
 
 class SearchBackend(ABC):

@@ -177,14 +177,17 @@ class MemoryIndexBackend(SearchBackend):
         collection = self._key(collection)
         with self._lock:
             cache = self._cache_for_write(collection, receipt)
-            if cache is None or receipt.person_id is None:
+            owners = receipt.sample_persons or (
+                (receipt.person_id,) * len(receipt.sample_ids) if receipt.person_id is not None else ()
+            )
+            if cache is None or len(owners) != len(receipt.sample_ids):
                 return
-            pid = receipt.person_id
             cache.index.add(list(receipt.sample_ids), vectors)
-            for sid in receipt.sample_ids:
+            for sid, pid in zip(receipt.sample_ids, owners, strict=True):
                 cache.sample_person[sid] = pid
-            cache.person_samples.setdefault(pid, set()).update(receipt.sample_ids)
-            self._update_centroid(cache, pid)
+                cache.person_samples.setdefault(pid, set()).add(sid)
+            for pid in dict.fromkeys(owners):
+                self._update_centroid(cache, pid)
             cache.generation = receipt.generation_after
             self._maybe_switch_kind(cache)
 

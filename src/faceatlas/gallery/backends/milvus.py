@@ -5,9 +5,16 @@ gallery's random namespace (kept in the SQLite file, so several galleries can sh
 ``<ns>_c<N>`` with ``sample_id`` (primary key), ``person_id``, ``collection_id`` and the template
 ``vector``; and ``<ns>_c<N>_centroids`` with ``person_id`` (primary key), ``collection_id`` and the
 person's normalised mean template, kept up to date on every write for ``aggregate="centroid"``.
-Both use ``consistency_level="Strong"``: a write or delete is visible to every search once it returns.
+Reads use ``consistency_level="Session"``: a search waits only for this process' own last write to that
+collection (pymilvus records its timestamp), so a write or delete made here is visible to the next search here, and a
+search with no write of its own pending does not wait for Milvus' time tick (Strong made every search wait for it:
+1.4-2.1 s per search on a loaded 2-core server, see ``benchmarks/milvus_scale.py``). Templates written by another
+process appear after Milvus' time tick; a deletion made anywhere is never returned, because every result is checked
+against the SQLite rows.
 The index is FLAT (exact) unless the gallery is opened with ``index="hnsw"`` when the collection is
-created; the metric is COSINE (``metric="cos"``, the default) or IP.
+created; the metric is COSINE (``metric="cos"``, the default) or IP. FLAT is the default on purpose: at a million
+templates it answered in ~130 ms on 2 cores with rank-1 equal to exact search, while HNSW and IVF lost identifications
+(``benchmarks/milvus_scale.py``, ``benchmarks/ann_recall.py``, docs/scaling.md).
 
 Why the SQLite file stays: Milvus has no transactions and does not enforce unique keys, so ids,
 ``conflict`` checks, the audit trail and all-or-nothing imports stay in SQLite; Milvus writes happen
@@ -47,6 +54,7 @@ T = TypeVar("T")
 MAX_TOP_K = 16_384  # Milvus' default upper bound on ``limit`` for one search
 _BATCH = 1_000
 _VECTOR = "vector"
+_READ = "Session"  # consistency of every read (see the module docstring)
 
 _lite_lock = threading.Lock()
 _lite_users: dict[str, int] = {}
@@ -309,16 +317,25 @@ class MilvusBackend(SearchBackend, TemplateVault):
     def put(
         self, collection_id: int, sample_ids: Sequence[int], person_id: int, vectors: npt.NDArray[np.float32]
     ) -> None:
-        """Upsert templates (replacing any leftover under the same sample ids)."""
+        """Upsert templates of one person (replacing any leftover under the same sample ids)."""
+        self.put_many(collection_id, sample_ids, [int(person_id)] * len(sample_ids), vectors)
+
+    def put_many(
+        self,
+        collection_id: int,
+        sample_ids: Sequence[int],
+        person_ids: Sequence[int],
+        vectors: npt.NDArray[np.float32],
+    ) -> None:
+        """Upsert templates of several persons (``person_ids[i]`` owns row ``i``) in 1,000-row requests."""
         samples, _ = self._names(collection_id)
         for start in range(0, len(sample_ids), _BATCH):
-            rows = self._rows(
-                sample_ids[start : start + _BATCH],
-                "sample_id",
-                collection_id,
-                vectors[start : start + _BATCH],
-                person_id=int(person_id),
-            )
+            end = start + _BATCH
+            rows = [
+                {"sample_id": int(s), "person_id": int(p), "collection_id": int(collection_id),
+                 _VECTOR: np.asarray(v, dtype=np.float32)}
+                for s, p, v in zip(sample_ids[start:end], person_ids[start:end], vectors[start:end], strict=True)
+            ]
             self._call("upsert", self._client.upsert, samples, rows)
 
     def delete(self, collection_id: int, sample_ids: Sequence[int]) -> None:
@@ -342,31 +359,43 @@ class MilvusBackend(SearchBackend, TemplateVault):
                 self._client.get,
                 ids=ids[start : start + _BATCH],
                 output_fields=[_VECTOR],
-                consistency_level="Strong",
+                consistency_level=_READ,
             )
             for row in rows:
                 out[int(row["sample_id"])] = np.asarray(row[_VECTOR], dtype=np.float32)
         return out
 
-    def set_centroids(self, collection_id: int, person_samples: Mapping[int, Sequence[int]]) -> None:
-        """Recompute persons' normalised mean templates; persons without samples lose theirs."""
+    def set_centroids(
+        self,
+        collection_id: int,
+        person_samples: Mapping[int, Sequence[int]],
+        known: Mapping[int, npt.NDArray[np.float32]] | None = None,
+    ) -> None:
+        """Recompute persons' normalised mean templates; persons without samples lose theirs.
+
+        Templates in ``known`` (sample id -> vector, e.g. the ones just written) are not read back from Milvus.
+        """
         _, centroids = self._names(collection_id)
+        known = known or {}
+        missing = sorted({int(s) for sids in person_samples.values() for s in sids if int(s) not in known})
+        vectors = {**self.get(collection_id, missing), **known} if missing else known
         upsert_ids: list[int] = []
         upsert_vecs: list[npt.NDArray[np.float32]] = []
         drop: list[int] = []
         for pid, sids in person_samples.items():
-            vecs = self.get(collection_id, sids) if sids else {}
-            mean = np.mean(np.stack(list(vecs.values())).astype(np.float64), axis=0) if vecs else None
+            vecs = [vectors[int(s)] for s in sids if int(s) in vectors]
+            mean = np.mean(np.stack(vecs).astype(np.float64), axis=0) if vecs else None
             norm = float(np.linalg.norm(mean)) if mean is not None else 0.0
             if mean is None or norm < 1e-6:
                 drop.append(int(pid))
             else:
                 upsert_ids.append(int(pid))
                 upsert_vecs.append((mean / norm).astype(np.float32))
-        if drop:
-            self._call("delete", self._client.delete, centroids, ids=drop)
-        if upsert_ids:
-            rows = self._rows(upsert_ids, "person_id", collection_id, np.stack(upsert_vecs))
+        for start in range(0, len(drop), _BATCH):
+            self._call("delete", self._client.delete, centroids, ids=drop[start : start + _BATCH])
+        for start in range(0, len(upsert_ids), _BATCH):
+            end = start + _BATCH
+            rows = self._rows(upsert_ids[start:end], "person_id", collection_id, np.stack(upsert_vecs[start:end]))
             self._call("upsert", self._client.upsert, centroids, rows)
 
     # ------------------------------------------------------------------ SearchBackend
@@ -390,15 +419,13 @@ class MilvusBackend(SearchBackend, TemplateVault):
             anns_field=_VECTOR,
             output_fields=[pk],
             search_params=self._search_params(name, limit),
-            consistency_level="Strong",
+            consistency_level=_READ,
         )
         return [[(int(hit[pk]), float(hit["distance"])) for hit in row] for row in result]
 
     def search(self, collection: str, queries: npt.NDArray[np.float32], k: int, aggregate: str) -> Hits:
         """Best ``k`` persons per query, searched in Milvus and checked against the metadata file."""
         brief = self._meta.collection_brief(collection)
-        if brief.samples == 0:
-            return [[] for _ in range(queries.shape[0])]
         if aggregate == "max":
             return self._search_max(brief, queries, k)
         return self._search_centroid(brief, queries, k)
@@ -406,7 +433,8 @@ class MilvusBackend(SearchBackend, TemplateVault):
     def _search_max(self, brief: CollectionBrief, q: npt.NDArray[np.float32], k: int) -> Hits:
         """Persons scored by their best sample: fetch more samples until ``k`` distinct persons are found."""
         samples, _ = self._names(brief.id)
-        want = min(k, brief.persons_with_samples)
+        want = k  # lowered to the number of persons with samples once a round comes back short (counting scans)
+        counted = False
         fetch = min(max(k * 4, k + 16), MAX_TOP_K)
         while True:
             raw = self._ann(samples, "sample_id", q, fetch)
@@ -427,6 +455,9 @@ class MilvusBackend(SearchBackend, TemplateVault):
                 complete = complete and len(hits) >= want
                 exhausted = exhausted and len(row) < fetch
                 results.append(hits)
+            if not (complete or exhausted or counted):
+                want, counted = min(k, self._meta.persons_with_samples(brief.id)), True
+                complete = all(len(hits) >= want for hits in results)
             if complete or exhausted or fetch >= MAX_TOP_K:
                 if not (complete or exhausted):
                     logger.warning("search of %r stopped at Milvus' top-k limit %d", brief.name, MAX_TOP_K)

@@ -83,15 +83,19 @@ class CollectionOps(RowStore):
         return None
 
     def collection_brief(self, name: str) -> CollectionBrief:
-        """Return a collection's id, contract, sample count and number of persons with samples."""
+        """Return a collection's id, name and contract: one indexed row, no counting (every search calls it)."""
         with self._read() as cur:
             crow = self._collection_row(cur, name)
-            cid = int(crow[0])
-            n, persons = cur.execute(
-                "SELECT count(*), count(DISTINCT person_id) FROM samples WHERE collection_id = ?", (cid,)
-            ).fetchone()
         contract = EmbeddingContract(str(crow[3]), str(crow[4]), int(crow[5]), str(crow[6]))
-        return CollectionBrief(cid, str(crow[1]), contract, int(n), int(persons))
+        return CollectionBrief(int(crow[0]), str(crow[1]), contract)
+
+    def persons_with_samples(self, collection_id: int) -> int:
+        """Count the persons of a collection that have at least one sample (a scan of its samples)."""
+        with self._read() as cur:
+            row = cur.execute(
+                "SELECT count(DISTINCT person_id) FROM samples WHERE collection_id = ?", (int(collection_id),)
+            ).fetchone()
+        return int(row[0])
 
     def delete_collection(self, name: str, actor: str) -> WriteReceipt:
         """Delete a collection with all its persons, samples and crops, then scrub the WAL (see ``erased``)."""

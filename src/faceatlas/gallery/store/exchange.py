@@ -21,9 +21,11 @@ from faceatlas.gallery.records import (
 )
 from faceatlas.gallery.store.rows import RowStore
 from faceatlas.gallery.store.validate import check_text, name_forms
-from faceatlas.gallery.store.vault import crop_aad
+from faceatlas.gallery.store.vault import NewTemplates, crop_aad
 
 logger = logging.getLogger(__name__)
+
+_VAULT_BATCH = 10_000  # imported templates sent to a vault per batch (in 1,000-row requests)
 
 
 class ExchangeOps(RowStore):
@@ -75,7 +77,8 @@ class ExchangeOps(RowStore):
             if vault is not None:
                 undo.append(lambda: vault.drop_collection(cid))
                 vault.create_collection(cid, contract)
-            n_persons = n_samples = 0
+            n_persons = n_samples = pending_rows = 0
+            pending: list[NewTemplates] = []
             for person, samples in persons:
                 cur.execute(
                     "INSERT INTO persons (collection_id, external_id, name, metadata, created_at) "
@@ -110,8 +113,13 @@ class ExchangeOps(RowStore):
                         )
                     n_samples += 1
                 if vault is not None and person_ids:
-                    vault.put(cid, person_ids, pid, np.stack(person_vectors).astype(np.float32))
-                    vault.set_centroids(cid, {pid: person_ids})
+                    pending.append((pid, person_ids, person_vectors))
+                    pending_rows += len(person_ids)
+                    if pending_rows >= _VAULT_BATCH:
+                        self._vault_add_new_persons(undo, cid, pending)
+                        pending, pending_rows = [], 0
+            if vault is not None:
+                self._vault_add_new_persons(undo, cid, pending)
             self._audit(cur, actor, "import_collection", name)
         logger.info("imported collection %r: %d persons, %d samples", name, n_persons, n_samples)
         return Collection(cid, name, created_at, contract, n_persons, n_samples)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from faceatlas.errors import FaceAtlasError
 from faceatlas.gallery.records import (
     NewSample,
     Person,
@@ -16,8 +17,12 @@ from faceatlas.gallery.records import (
 )
 from faceatlas.gallery.store.rows import RowStore, check_person_fields
 from faceatlas.gallery.store.validate import MAX_ROW_ID
+from faceatlas.gallery.store.vault import NewTemplates
 
 logger = logging.getLogger(__name__)
+
+# external id, display name, metadata, samples: one new person of ``enroll_people``
+PersonToEnrol = tuple[str, str | None, Mapping[str, Any] | None, Sequence[NewSample]]
 
 
 class PersonOps(RowStore):
@@ -69,6 +74,45 @@ class PersonOps(RowStore):
         logger.debug("added person %d to %r with %d samples", pid, collection, len(ids))
         person = Person(pid, collection, fields[0], fields[1], json.loads(fields[2]), now, len(ids))
         return person, WriteReceipt(cid, gen, new_gen, pid, tuple(ids))
+
+    def enroll_people(
+        self,
+        collection: str,
+        people: Sequence[PersonToEnrol],
+        actor: str,
+        model_id: str | None = None,
+    ) -> tuple[list[Person], WriteReceipt]:
+        """Add several new persons with their samples in one transaction (all or none); templates go to a vault in
+        batched requests. Return the persons in order and one receipt for every sample (``sample_persons`` set)."""
+        checked = [(check_person_fields(ext, name, meta), samples) for ext, name, meta, samples in people]
+        if len({fields[0] for fields, _ in checked}) != len(checked):
+            raise FaceAtlasError("conflict", "the same external id appears twice in one batch", collection=collection)
+        now = time.time()
+        persons: list[Person] = []
+        sample_ids: list[int] = []
+        owners: list[int] = []
+        with self._vault_write() as (cur, undo):
+            crow = self._collection_row(cur, collection)
+            collection = str(crow[1])
+            cid, gen = int(crow[0]), int(crow[7])
+            self._check_model(crow, model_id)
+            deferred: list[NewTemplates] = []
+            for fields, samples in checked:
+                pid = self._insert_person(cur, cid, collection, fields, now)
+                ids = self._insert_samples(cur, undo, crow, pid, samples, now, deferred=deferred)
+                self._audit(cur, actor, "add_person", collection, pid)
+                if ids:
+                    self._audit(cur, actor, "enrol", collection, pid, ids)
+                persons.append(Person(pid, collection, fields[0], fields[1], json.loads(fields[2]), now, len(ids)))
+                sample_ids.extend(ids)
+                owners.extend([pid] * len(ids))
+            if self._vault is not None:
+                self._vault_add_new_persons(undo, cid, deferred)
+            new_gen = gen + 1 if sample_ids else gen
+            if sample_ids:
+                cur.execute("UPDATE collections SET generation = ? WHERE id = ?", (new_gen, cid))
+        logger.debug("added %d persons to %r with %d samples", len(persons), collection, len(sample_ids))
+        return persons, WriteReceipt(cid, gen, new_gen, None, tuple(sample_ids), sample_persons=tuple(owners))
 
     def get_person(self, collection: str, person: PersonRef) -> Person:
         """Return a person by internal id or external id."""

@@ -13,7 +13,7 @@ import numpy.typing as npt
 from faceatlas.errors import FaceAtlasError, InvalidInputError, NotFoundError
 from faceatlas.gallery.records import Collection, EmbeddingContract, NewSample, Person, PersonRef, Sample, check_contract
 from faceatlas.gallery.store.validate import check_text, name_forms, row_id
-from faceatlas.gallery.store.vault import VaultStore, crop_aad
+from faceatlas.gallery.store.vault import NewTemplates, VaultStore, crop_aad
 from faceatlas.types import Box, Template
 
 
@@ -153,8 +153,12 @@ class RowStore(VaultStore):
         person_id: int,
         samples: Sequence[NewSample],
         now: float,
+        deferred: list[NewTemplates] | None = None,
     ) -> list[int]:
-        """Insert samples of one person (checking their dimension), write the vault; return the new ids in order."""
+        """Insert samples of one person (checking their dimension), write the vault; return the new ids in order.
+
+        With ``deferred`` (a new person's samples only), the vault write is appended there for one batched write.
+        """
         cid, dim = int(crow[0]), int(crow[5])
         next_id = self._next_sample_id(cur)
         ids: list[int] = []
@@ -181,6 +185,9 @@ class RowStore(VaultStore):
             ids.append(sid)
             vectors.append(vec)
         if self._vault is not None and ids:
-            self._vault_add(undo, cid, person_id, ids, vectors, self._sample_ids_of(cur, person_id))
+            if deferred is not None:
+                deferred.append((person_id, ids, vectors))
+            else:
+                self._vault_add(undo, cid, person_id, ids, vectors, self._sample_ids_of(cur, person_id))
         return ids
 

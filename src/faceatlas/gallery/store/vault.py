@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 _VAULT_CHUNK = 1000
 
+# (person id, its new sample ids, their vectors): templates written for persons created in one transaction
+NewTemplates = tuple[int, list[int], list[npt.NDArray[np.float32]]]
+
 
 def template_aad(collection_id: int, sample_id: int) -> bytes:
     """Associated data binding a stored template blob to its row."""
@@ -216,8 +219,32 @@ class VaultStore(StoreConnection):
             vault.set_centroids(collection_id, {person_id: before})
 
         undo.append(take_back)
-        vault.put(collection_id, sample_ids, person_id, np.stack(vectors).astype(np.float32))
-        vault.set_centroids(collection_id, {person_id: person_samples})
+        stacked = np.stack(vectors).astype(np.float32)
+        vault.put(collection_id, sample_ids, person_id, stacked)
+        vault.set_centroids(collection_id, {person_id: person_samples}, known=dict(zip(sample_ids, stacked, strict=True)))
+
+    def _vault_add_new_persons(
+        self, undo: list[Callable[[], None]], collection_id: int, written: Sequence[NewTemplates]
+    ) -> None:
+        """Write the templates and centroids of persons created in this transaction, in batched requests."""
+        vault = self._vault
+        assert vault is not None
+        written = [w for w in written if w[1]]
+        if not written:
+            return
+        sample_ids = [s for _, sids, _ in written for s in sids]
+        person_ids = [pid for pid, sids, _ in written for _ in sids]
+        stacked = np.stack([v for _, _, vecs in written for v in vecs]).astype(np.float32)
+
+        def take_back() -> None:
+            """Remove the templates and centroids again (the persons did not exist before)."""
+            vault.delete(collection_id, sample_ids)
+            vault.set_centroids(collection_id, {pid: [] for pid, _, _ in written})
+
+        undo.append(take_back)
+        vault.put_many(collection_id, sample_ids, person_ids, stacked)
+        known = dict(zip(sample_ids, stacked, strict=True))
+        vault.set_centroids(collection_id, {pid: sids for pid, sids, _ in written}, known=known)
 
     def _vault_remove(
         self,
