@@ -58,9 +58,11 @@ class FaceAtlas(Pipeline):
         color: ColorOrder | None = None,
         faces: str = "all",
         select: SelectPolicy | None = None,
-        chunk: int = 32,
+        chunk: int | None = None,
     ) -> list[list[Face]]:
-        """Faces with templates for many images, embedding crops in shared batches of about ``chunk`` faces."""
+        """Faces with templates for many images, embedding crops in shared batches of about ``chunk`` faces.
+
+        ``chunk=None``: :meth:`batch_faces` (as many faces as the models have threads; measured fastest)."""
         request = FaceRequest(faces=faces, select=select, color=color)  # type: ignore[arg-type]
         return [list(r.faces) for r in self.iter_many(images, request, chunk=chunk)]
 
