@@ -244,19 +244,21 @@ class VideoSource:
 
     def _live_frames(self, fps: float | None, max_seconds: float | None) -> Iterator[VideoFrame]:
         """Newest-frame-wins reading of a live source, analysed at most ``fps`` times per second."""
-        latest: dict[str, Any] = {"frame": None, "seq": 0, "done": False}
+        latest: dict[str, Any] = {"frame": None, "seq": 0, "done": False, "taken": 0}
         cond = threading.Condition()
         start = time.monotonic()
         first = self._first
         self._first = None
 
         def reader() -> None:
-            """Read frames until the source ends or is closed, keeping only the newest."""
+            """Read frames until the source ends or is closed, keeping only the newest (the very first is never lost)."""
             seq = 0
             if first is not None:
                 with cond:
                     latest["frame"], latest["seq"] = (0, 0.0, first), 1
                     cond.notify_all()
+                    while latest["taken"] < 1 and not self._stop:  # the consumer has not even started: wait for it
+                        cond.wait(timeout=0.5)
                 seq = 1
             while not self._stop:
                 ok, bgr = self._cap.read()
@@ -283,8 +285,9 @@ class VideoSource:
                         cond.wait(timeout=0.5)
                     if latest["seq"] == seen and latest["done"]:
                         return
-                    seen = latest["seq"]
+                    seen = latest["taken"] = latest["seq"]
                     index, t, bgr = latest["frame"]
+                    cond.notify_all()
                 if max_seconds is not None and t > max_seconds:
                     return
                 if t + 1e-6 < due:
