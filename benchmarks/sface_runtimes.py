@@ -1,8 +1,10 @@
 """SFace alone on each CPU runtime at hand, same input tensors: where the end-to-end ratio against OpenCV comes from.
 
 Runtimes: ONNX Runtime running faceatlas' own SFace session (the graph after its one-time rewrites, faceatlas' session
-options), OpenCV's DNN engine running the file OpenCV's ``FaceRecognizerSF`` loads (``cv2.dnn.readNet``), and
-OpenVINO on faceatlas' rewritten graph when the ``openvino`` package is installed (it is not a dependency). Inputs are
+options), OpenCV's DNN engine running the file OpenCV's ``FaceRecognizerSF`` loads (``cv2.dnn.readNet``),
+OpenVINO on faceatlas' rewritten graph when the ``openvino`` package is installed, and PyTorch (a frozen,
+``optimize_for_inference`` TorchScript trace of the original graph, PReLU kept native) when ``torch`` is installed
+(neither is a dependency). Inputs are
 real aligned crops of ``--images`` LFW photos, turned into the network's tensor once (RGB, no scaling: what both
 faceatlas and ``FaceRecognizerSF`` feed SFace). Calls are interleaved runtime by runtime, the order rotating every
 call, so load changes land on every side. Per runtime: median wall and CPU ms per call, the median of paired ratios
@@ -10,6 +12,7 @@ to ONNX Runtime with p25/p75, and the cosine of its outputs to ONNX Runtime's (m
 
     python benchmarks/sface_runtimes.py                       # 1 and 2 threads, 200 rounds each
     pip install openvino && python benchmarks/sface_runtimes.py --threads 2
+    pip install torch==2.13.0 && python benchmarks/sface_runtimes.py --threads 2
 Results: ``benchmarks/results/sface_runtimes.json`` (``--out``), a table on stdout.
 """
 
@@ -58,16 +61,78 @@ def runtimes(atlas: Any, threads: int, models: Path, work: Path) -> dict[str, Ru
         return np.asarray(net.forward()).reshape(-1)
 
     found["opencv"] = opencv
+    path = atlas.store.resolve("sface", "recognition").runtime_path
     try:
         import openvino as ov
     except ImportError:
+        pass
+    else:
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                              "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
+        request = compiled.create_infer_request()
+        found["openvino"] = lambda x: np.asarray(request.infer({0: x})[0]).reshape(-1)
+    try:
+        import torch
+    except ImportError:
         return found
-    path = atlas.store.resolve("sface", "recognition").runtime_path
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                          "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1})
-    request = compiled.create_infer_request()
-    found["openvino"] = lambda x: np.asarray(request.infer({0: x})[0]).reshape(-1)
+    found["torch-script"] = torch_sface(torch, models / "sface" / "face_recognition_sface_2021dec_int8bq.onnx", threads)
     return found
+
+
+def torch_sface(torch: Any, original: Path, threads: int) -> Run:
+    """SFace as a frozen, inference-optimised TorchScript graph with native PReLU (oneDNN convolutions)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from faceatlas.models.transforms import apply_transforms
+
+    model = onnx.load_from_string(apply_transforms(original.read_bytes(),
+                                                   ("strip_initializer_inputs", "fold_constants", "dynamic_batch")))
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model.graph.initializer}
+    fn = torch.nn.functional
+
+    def node_out(n: Any, get: Callable[[str], Any]) -> Any:
+        """One ONNX node of the SFace graph in torch."""
+        a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+        x = get(n.input[0])
+        if n.op_type in ("Sub", "Mul"):
+            return x - get(n.input[1]) if n.op_type == "Sub" else x * get(n.input[1])
+        if n.op_type == "Conv":
+            bias = get(n.input[2]) if len(n.input) > 2 else None
+            return fn.conv2d(x, get(n.input[1]), bias, stride=a.get("strides", [1, 1]),
+                             padding=a.get("pads", [0, 0])[:2], groups=a.get("group", 1))
+        if n.op_type == "BatchNormalization":
+            return fn.batch_norm(x, get(n.input[3]), get(n.input[4]), get(n.input[1]), get(n.input[2]), False, 0.0,
+                                 a.get("epsilon", 1e-5))
+        if n.op_type == "PRelu":
+            return fn.prelu(x, get(n.input[1]).reshape(-1))
+        if n.op_type == "Flatten":
+            return torch.flatten(x, 1)
+        if n.op_type == "Gemm":
+            w = get(n.input[1])
+            return fn.linear(x, w if a.get("transB", 0) else w.t(), get(n.input[2]))
+        if n.op_type == "Dropout":
+            return x
+        raise ValueError(f"no torch mapping for {n.op_type}")
+
+    class Net(torch.nn.Module):  # type: ignore[misc]
+        def forward(self, x: Any) -> Any:
+            env = {model.graph.input[0].name: x}
+            for n in model.graph.node:
+                env[n.output[0]] = node_out(n, lambda k: env[k] if k in env else weights[k])
+            return env[model.graph.output[0].name]
+
+    torch.set_num_threads(threads)
+    example = torch.zeros(1, 3, 112, 112)
+    with torch.no_grad():
+        net = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(Net().eval(), example)))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        """TorchScript on the same tensor."""
+        with torch.no_grad():
+            return np.asarray(net(torch.from_numpy(x)).numpy()).reshape(-1)
+
+    return run
 
 
 def measure(found: dict[str, Run], tensors: list[np.ndarray], rounds: int) -> dict[str, dict[str, float]]:

@@ -25,6 +25,8 @@ its baseline is a copy with just those inputs removed (weights, quantisation and
     python benchmarks/speed.py --cases 250,640 --pairs 300
     python benchmarks/speed.py --pairs 20 --cold 4 --bulk 40 --bulk-repeats 1     # smoke test
     python benchmarks/speed.py --profile fast --cases 250,640,1080p                 # the fast profile
+    python benchmarks/speed.py --cases 250,640 --hog 1         # with one core kept busy by another process
+    FACEATLAS_SPIN=1 python benchmarks/speed.py --cases 250,640   # ONNX Runtime threads spinning inside runs
 
 ``--profile`` runs faceatlas with that profile (``FaceAtlas(profile=...)``) in every case; OpenCV's side stays
 YuNet + SFace, so the ratio says how much faster the profile is than OpenCV's own pipeline.
@@ -33,6 +35,7 @@ YuNet + SFace, so the ratio says how much faster the profile is than OpenCV's ow
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -40,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +215,20 @@ def in_process(fa: Any, cv: OpenCvPath, path: Path, pairs: int, warmup: int, eve
     return out
 
 
+@contextlib.contextmanager
+def cpu_hogs(n: int) -> Iterator[None]:
+    """``n`` processes spinning on a core each while the block runs (both paths see the same load)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        if procs:
+            time.sleep(0.5)  # let them reach the scheduler's steady state
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def run_process(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run a process to completion; its wall time and CPU time (user + system, children) in seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -315,6 +332,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--models-dir", type=Path, default=default_models_dir(), help="extra model files folder")
     ap.add_argument("--out", type=Path, default=default_out("speed"), help="JSON results path")
     ap.add_argument("--profile", help="faceatlas profile to measure (e.g. fast; default: the default models)")
+    ap.add_argument("--hog", type=int, default=0,
+                    help="busy-loop processes running during the 250/640/1080p cases (a loaded machine; default 0)")
     ap.add_argument("--worker", choices=("fa", "cv"), help=argparse.SUPPRESS)
     ap.add_argument("--worker-list", help=argparse.SUPPRESS)
     ap.add_argument("--opencv-yunet", help=argparse.SUPPRESS)
@@ -358,12 +377,14 @@ def main() -> None:
                                "cv2": cv2.__version__}
         photos = {"250": image, "640": paste([image], (640, 480), tmp / "photo_640x480.jpg"),
                   "1080p": paste([lfw / "images" / r for r in rels[1:11]], (1920, 1080), tmp / "group_1080p.jpg")}
+        results["hog"] = args.hog
         for case in ("250", "640", "1080p"):
             if case not in cases:
                 continue
             n = args.pairs_1080p if case == "1080p" else args.pairs
-            progress(f"case {case}: {n} interleaved pairs")
-            r = in_process(fa, cv, photos[case], n, args.warmup, every_face=case == "1080p")
+            progress(f"case {case}: {n} interleaved pairs" + (f", {args.hog} busy process(es)" if args.hog else ""))
+            with cpu_hogs(args.hog):
+                r = in_process(fa, cv, photos[case], n, args.warmup, every_face=case == "1080p")
             results[case] = r
             rows.append([case, r["wall_ms"]["fa_median"], r["wall_ms"]["cv_median"], r["wall_ms"]["ratio_median"],
                          f"[{r['wall_ms']['ratio_p25']:.3f}, {r['wall_ms']['ratio_p75']:.3f}]",

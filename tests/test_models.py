@@ -372,3 +372,25 @@ def test_faceplugin_denormal_flush_keeps_templates_and_runs_faster(models_dir: P
     print(f"faceplugin-512: min cosine {cos.min():.9f}; CPU ms per crop {timing}")
     assert timing["fast"] < timing["slow"], timing
     assert timing["fast"] < 1.3 * timing["slow_ftz"], timing
+
+
+@pytest.mark.parametrize("spin", ["0", "1"])
+def test_spinning_threads_are_opt_in_and_stop_after_each_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spin: str
+) -> None:
+    """Worker threads never spin by default; FACEATLAS_SPIN=1 lets them spin inside a run only (spinning on after
+    it took a core from the next call: benchmarks/speed.py, FACEATLAS_SPIN and --hog)."""
+    import numpy as np
+
+    monkeypatch.setenv("FACEATLAS_SPIN", spin)
+    store = ModelStore(models_dir=None, cache_dir=tmp_path, offline=True)
+    session = create_session(store.resolve("yunet").runtime_path, threads=2)
+    opts = session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == spin
+    if spin == "1":
+        assert opts.get_session_config_entry("session.force_spinning_stop") == "1"
+    else:
+        with pytest.raises(RuntimeError):  # never set
+            opts.get_session_config_entry("session.force_spinning_stop")
+    outputs = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 64, 64), np.float32)})
+    assert len(outputs) == 12

@@ -135,11 +135,15 @@ def _options(ort: Any, threads: int | None, prepack: bool, optimise: bool) -> An
     level = ort.GraphOptimizationLevel
     opts.graph_optimization_level = level.ORT_ENABLE_ALL if optimise else level.ORT_DISABLE_ALL
     opts.log_severity_level = 3
-    # Spin-waiting worker threads burn the cores they wait on: on a 2-core machine shared with decoding, other
-    # requests or other programs that made SFace ~1.7x slower (benchmarks/speed.py). Opt back in with FACEATLAS_SPIN=1.
+    # Spin-waiting worker threads burn the cores they wait on. Off by default: with one of the 2 cores busy elsewhere
+    # it made a 250x250 image 1.7x slower (`benchmarks/speed.py --hog 1`); on an idle machine it is ~9 % faster.
+    # FACEATLAS_SPIN=1 opts in, and then threads spin only inside a run, never after it (force_spinning_stop): left
+    # spinning after a run they took a core from whatever ran next (OpenCV's SFace call went from 13 to 25 ms).
     spin = "1" if config.spin_wait() else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    if spin == "1":
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     if not prepack:
         opts.add_session_config_entry("session.disable_prepacking", "1")
     return opts
