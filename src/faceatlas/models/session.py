@@ -136,9 +136,9 @@ def _options(ort: Any, threads: int | None, prepack: bool, optimise: bool) -> An
     opts.graph_optimization_level = level.ORT_ENABLE_ALL if optimise else level.ORT_DISABLE_ALL
     opts.log_severity_level = 3
     # Spin-waiting worker threads burn the cores they wait on. Off by default: with one of the 2 cores busy elsewhere
-    # it made a 250x250 image 1.7x slower (`benchmarks/speed.py --hog 1`); on an idle machine it is ~9 % faster.
-    # FACEATLAS_SPIN=1 opts in, and then threads spin only inside a run, never after it (force_spinning_stop): left
-    # spinning after a run they took a core from whatever ran next (OpenCV's SFace call went from 13 to 25 ms).
+    # a 250x250 image took 1.26x OpenCV's time with spinning and 0.93x without (`benchmarks/speed.py --hog 1`); on an
+    # idle machine spinning is ~10 % faster. FACEATLAS_SPIN=1 opts in, and then threads spin only inside a run, never
+    # after it (force_spinning_stop): left spinning after a run they take a core from whatever runs next.
     spin = "1" if config.spin_wait() else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
