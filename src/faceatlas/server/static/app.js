@@ -214,12 +214,16 @@ async function identify(event) {
 
 // -- people ----------------------------------------------------------------------------------------------------
 
+let peopleListing = 0;  // only the newest listing renders: an older reply arriving late must not overwrite it
+
 async function loadPeople() {
   const body = $("people-body");
   const out = $("people-status");
   if (!currentKey()) return;
+  const mine = ++peopleListing;
   try {
     const r = await api("GET", collectionPath() + "/persons?limit=1000");
+    if (mine !== peopleListing) return;
     forgetThumbs();
     body.replaceChildren();
     if (!r.persons.length) {
@@ -253,6 +257,7 @@ async function loadPeople() {
     }
     setStatus(out, `${r.persons.length} person(s) in “${currentCollection()}”.`, null);
   } catch (err) {
+    if (mine !== peopleListing) return;
     if (err.code === "not_found") {
       body.replaceChildren();
       setStatus(out, `Collection “${currentCollection()}” is empty; enrol someone to create it.`, null);
