@@ -144,3 +144,17 @@ def test_flip_prefill_fills_both_caches_exactly(tmp_path: Path, lfw_dir: Path, m
     copy = tmp_path / "copy.jpg"
     copy.write_bytes(paths[0].read_bytes())
     assert embed_images(plain, [copy], keys=keys[:1], cache_dir=cache).computed == 0
+
+
+def test_evaluation_head_batches_do_not_change_templates(atlas) -> None:
+    """The runner's faces-per-call (``head_batch``, default ``batch_faces()``) changes speed only: same templates as
+    one big batch and as the pipeline's own ``embed``."""
+    from faceatlas.evaluate.runner import embed_images
+
+    paths = [lfw(p, 1) for p in PEOPLE[:5]]
+    runs = {b: embed_images(atlas, paths, select="largest", head_batch=b) for b in (None, 1, 3, 32)}
+    for ts in runs.values():
+        assert ts.found.all() and ts.computed == len(paths)
+        np.testing.assert_allclose(ts.vectors, runs[32].vectors, atol=1e-5)
+    direct = np.stack([atlas.embed(p, faces="one", select="largest")[0].template.vector for p in paths])
+    np.testing.assert_allclose(runs[None].vectors, direct, atol=1e-5)

@@ -164,6 +164,23 @@ def test_stdout_guard_sends_ray_and_other_threads_to_stderr() -> None:
     assert guard.getvalue() == out.getvalue()  # everything else comes from the real stream
 
 
+def test_connect_from_the_library_leaves_stdout_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the CLI redirects Ray's notices: ``connect`` called from a program keeps that program's ``sys.stdout``."""
+    import types
+
+    from faceatlas.distributed import ray_runner
+
+    calls: list[dict[str, Any]] = []
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: calls.append(kw))
+    monkeypatch.setattr(ray_runner, "_ray", lambda: fake)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # restored after the test, whatever happens
+    before = sys.stdout
+    assert ray_runner.connect("local", num_cpus=1) is fake
+    assert sys.stdout is before and calls and calls[0]["log_to_driver"] is False
+    ray_runner.guard_stdout()  # what the CLI's --ray paths call first
+    assert isinstance(sys.stdout, ray_runner.StdoutForOwnerOnly)
+
+
 def descendants(root: int) -> dict[int, str]:
     """Process id → command line of every process below ``root`` (read from /proc)."""
     parent: dict[int, int] = {}

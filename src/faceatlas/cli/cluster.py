@@ -59,7 +59,9 @@ def _ray_embedder(ctx: typer.Context, atlas: Any, address: str, actors: int) -> 
     """The Ray pool that embeds the photos for ``cluster --ray`` (one pipeline and one model thread per actor)."""
     from ..distributed.cli_support import worker_settings
     from ..distributed.cluster import RayPhotoEmbedder
+    from ..distributed.ray_runner import guard_stdout
 
+    guard_stdout()  # stdout carries the command's output only
     return RayPhotoEmbedder(address, worker_settings(ctx, atlas), atlas.embedder.dim, actors=actors)
 
 

@@ -43,8 +43,9 @@ def embed_dir(
     pool: Any = None
     try:
         if ray:
-            from ..distributed.ray_runner import RayPhotoPool
+            from ..distributed.ray_runner import RayPhotoPool, guard_stdout
 
+            guard_stdout()  # stdout carries the command's output only
             pool = RayPhotoPool(ray, settings, actors=ray_actors)
             results: Iterator[ChunkResult] = pool.map_ordered("embed", chunks_of(paths))
         else:

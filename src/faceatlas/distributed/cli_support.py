@@ -33,11 +33,12 @@ def ray_enrol_source(
     Images the collection already holds (by sha256) are skipped by the workers, so a re-run finishes the rest only.
     Sets ``tally.rate_note`` to the throughput and the images handled per Ray node when done.
     """
-    from .ray_runner import NodeTally, RayPhotoPool, enrol_by_person, enrolled_hashes
+    from .ray_runner import NodeTally, RayPhotoPool, enrol_by_person, enrolled_hashes, guard_stdout
 
     known = enrolled_hashes(rec.gallery, collection)
     paths = [str(p) for person in sorted(by_person) for p in by_person[person]]
     labels = [person for person in sorted(by_person) for _ in by_person[person]]
+    guard_stdout()
     pool = RayPhotoPool(address, worker_settings(ctx, rec.pipeline), actors=actors, known=known)
     nodes = NodeTally()
     start = time.perf_counter()

@@ -85,13 +85,13 @@ def guard_stdout() -> None:
 def connect(address: str, num_cpus: int | None = None) -> Any:
     """Join (or, for ``local``, start) a Ray cluster: ``local``, ``auto`` or ``ray://host:port``; returns ray.
 
-    Ray's own log lines go to stderr at WARNING and above, workers' output is not forwarded, and Ray's notices are kept
-    off stdout (:class:`StdoutForOwnerOnly`).
+    Ray's own log lines go to stderr at WARNING and above and workers' output is not forwarded. Ray's notices on
+    stdout are the caller's to redirect: the CLI calls :func:`guard_stdout` first; a library call leaves ``sys.stdout``
+    alone.
     """
     ray = _ray()
     if ray.is_initialized():
         return ray
-    guard_stdout()
     common: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     if address == "local":
         ray.init(address="local", num_cpus=num_cpus, **common)  # a new instance even when `ray start` ran here

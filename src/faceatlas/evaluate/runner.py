@@ -73,12 +73,15 @@ def embed_images(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
     chunk: int = 32,
+    head_batch: int | None = None,
 ) -> TemplateSet:
     """One template per image (the face chosen by ``select``), reusing and extending on-disk caches.
 
     Two caches live in ``cache_dir``: the chosen face's landmarks per detector configuration (shared by every
-    embedder) and the templates per full pipeline configuration.
+    embedder) and the templates per full pipeline configuration. ``chunk`` images go between cache saves and progress
+    calls; the embedder sees ``head_batch`` faces per call (default: the pipeline's ``batch_faces()``).
     """
+    step = atlas.batch_faces() if head_batch is None else head_batch
     keys = [str(p) for p in paths] if keys is None else list(keys)
     stamps = [_stamp(p) for p in paths]
     tcache = _cache_path("templates", _template_config(atlas, select), cache_dir)
@@ -105,7 +108,7 @@ def embed_images(
             hit = cached_dets.get(keys[r])
             if hit is not None and hit[0] == stamps[r]:
                 known[r] = hit
-        for row, face, count, lms in _embed_chunk(atlas, [paths[i] for i in rows], rows, select, known):
+        for row, face, count, lms in _embed_chunk(atlas, [paths[i] for i in rows], rows, select, known, step):
             n_faces[row] = count
             if face is not None:
                 vectors[row], found[row] = face, True
@@ -183,8 +186,10 @@ def prefill_flip_caches(
             if ok and img is not None:
                 crops.append((img, _detection(lms)))
                 owners.append(r)
-        views = [np.stack([t.vector for t in v]) if v else np.zeros((0, emb.dim), np.float32)
-                 for v in plain.embed_views(crops)]
+        step = plain.batch_faces()
+        parts = [plain.embed_views(crops[s : s + step]) for s in range(0, len(crops), step)]
+        views = [np.stack([t.vector for p in parts for t in p[v]]) if crops else np.zeros((0, emb.dim), np.float32)
+                 for v in (0, 1)]
         by_row = {r: j for j, r in enumerate(owners)}
         for cache, unit in zip(loaded, views, strict=True):
             for r in rows:
@@ -230,9 +235,10 @@ def seed_template_cache(atlas: Any, ts: TemplateSet, paths: Sequence[Path], *, c
 
 
 def _embed_chunk(
-    atlas: Any, paths: list[Path], rows: list[int], select: str, known: dict[int, tuple[str, Any, bool, int]]
+    atlas: Any, paths: list[Path], rows: list[int], select: str, known: dict[int, tuple[str, Any, bool, int]],
+    step: int,
 ) -> list[tuple[int, Any, int, Any]]:
-    """Embed the selected face of each image (landmarks from ``known`` when cached, else detected).
+    """Embed the selected face of each image (landmarks from ``known`` when cached, else detected), ``step`` per call.
 
     Returns (row, template or None, face count, landmarks of the chosen face or zeros).
     """
@@ -257,7 +263,8 @@ def _embed_chunk(
         if has_face:
             faces.append((img, _detection(lms)))
             owners.append(len(counts) - 1)
-    templates = atlas.run_heads(faces, (EMBEDDING,))[EMBEDDING] if faces else []
+    templates = [t for s in range(0, len(faces), step)
+                 for t in atlas.run_heads(faces[s : s + step], (EMBEDDING,))[EMBEDDING]]
     by_owner = dict(zip(owners, (t.vector for t in templates), strict=True))
     return [(row, by_owner.get(j), counts[j], marks[j]) for j, row in enumerate(rows)]
 
