@@ -410,17 +410,16 @@ def test_thumbnails_of_kept_crops(server: ServerProcess, browser_path: str, brow
     assert all(u.endswith("/persons?limit=1000") for u in failed), failed
 
 
-# Holds back the reply of the next people listing the page asks for, so that a newer listing overtakes it.
+# Holds back the reply of the next people listing the page asks for until the test calls releaseListing(), so that a
+# newer listing overtakes it.
 _HOLD_NEXT_LISTING = """() => {
   const plain = window.fetch;
   let held = false;
-  window.lateListing = "none";
   window.fetch = async (...args) => {
     if (held || !String(args[0]).includes("/persons?limit=")) return plain(...args);
     held = true;
-    window.lateListing = "held";
     const reply = await plain(...args);
-    await new Promise((done) => setTimeout(done, 1500));
+    await new Promise((release) => { window.releaseListing = release; });
     window.lateListing = "delivered";
     return reply;
   };
@@ -443,11 +442,12 @@ def test_a_late_people_listing_does_not_overwrite_a_newer_one(server: ServerProc
             _enrol(page, "colin", "Colin Powell", [lfw("Colin_Powell", 1)])
             page.wait_for_selector("tr[data-person='colin']")
             page.evaluate(_HOLD_NEXT_LISTING)
-            page.click("#refresh-people")  # this listing (colin only) is held back 1.5 s
-            page.wait_for_function("() => window.lateListing === 'held'")
+            page.click("#refresh-people")  # this listing (colin only) is held back
+            page.wait_for_function("() => window.releaseListing !== undefined")
             _enrol(page, "tony", "Tony Blair", [lfw("Tony_Blair", 2)])
-            page.wait_for_selector("tr[data-person='tony']")
-            page.wait_for_function("() => window.lateListing === 'delivered'", timeout=15_000)
+            page.wait_for_selector("tr[data-person='tony']")  # the newer listing rendered first
+            page.evaluate("() => window.releaseListing()")
+            page.wait_for_function("() => window.lateListing === 'delivered'")
             page.wait_for_timeout(200)  # let the late reply's handler run
             assert page.locator("tr[data-person='tony']").count() == 1
             assert page.inner_text("#people-status").startswith("2 person(s)")
