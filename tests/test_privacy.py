@@ -82,13 +82,17 @@ def test_onnxruntime_store_untouched_by_faceatlas(sandbox: Sandbox) -> None:
     store = sandbox.home / ORT_STORE
     assert _python(sandbox, "import faceatlas, onnxruntime").returncode == 0
     assert list_files(sandbox.home) == [] and sandbox.ort_events() == 0
-    # The same import with the user's opt-in (or without faceatlas first) queues an event: the fix is what stops it.
+    # The same import with the user's opt-in (or without faceatlas first) queues onnxruntime's own events: the fix is
+    # what stops them. How many is onnxruntime's business (its process event, and once in a fresh-clone run here its
+    # telemetry SDK added one more), so those steps check "at least one"; the faceatlas steps check "exactly none".
     assert _python(sandbox, "import faceatlas, onnxruntime", FACEATLAS_ALLOW_TELEMETRY="1").returncode == 0
-    assert store.exists() and sandbox.ort_events() == 1
+    opted_in = sandbox.ort_events()
+    assert store.exists() and opted_in >= 1
     assert _python(sandbox, "import onnxruntime").returncode == 0
-    assert sandbox.ort_events() == 2
+    queued = sandbox.ort_events()
+    assert queued > opted_in
     assert _python(sandbox, "import faceatlas, onnxruntime").returncode == 0
-    assert sandbox.ort_events() == 2
+    assert sandbox.ort_events() == queued
 
 
 def test_trace_parser() -> None:
